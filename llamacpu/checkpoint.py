@@ -1,0 +1,172 @@
+"""Run folders and checkpoints.
+
+A run folder holds ``config.json`` (every config dataclass, as JSON), ``metrics.jsonl``, and
+checkpoints ``ckpt-STEP/`` named by the file ``latest``. A checkpoint directory is written under a
+temporary name and renamed when complete, and ``latest`` is replaced atomically after that, so an
+interrupted write never leaves a checkpoint that looks valid. Weights go through safetensors
+(LoRA adapters also through PEFT's ``save_pretrained``); optimizer, scheduler and RNG states are
+plain data loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+from llamacpu.errors import LlamaCPUError
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from llamacpu.controller import ControllerConfig, build_controller
+from llamacpu.isa import ISA, SlotLayout
+from llamacpu.machine import Machine
+from llamacpu.oeu import OEUConfig, OperatorExecutionUnit
+
+CONFIG = "config.json"
+LATEST = "latest"
+
+
+class RunError(LlamaCPUError):
+    """A run folder or checkpoint that cannot be used; the message names the file."""
+
+
+@dataclass
+class RunConfig:
+    layout: SlotLayout = field(default_factory=SlotLayout)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    oeu: OEUConfig = field(default_factory=OEUConfig)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig as a dict (train.py owns it)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        raw = json.loads(text)
+        return cls(SlotLayout(**raw["layout"]), ControllerConfig(**raw["controller"]), OEUConfig(**raw["oeu"]),
+                   raw.get("train", {}))
+
+
+def is_run(run_dir: Path) -> bool:
+    return (run_dir / CONFIG).is_file()
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    path = run_dir / CONFIG
+    if not run_dir.exists():
+        raise RunError(f"no run at {run_dir}: the folder does not exist")
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a run folder (no {CONFIG})")
+    try:
+        return RunConfig.from_json(path.read_text())
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunError(f"{path} is not a valid run config: {err}") from None
+
+
+def write_config(run_dir: Path, config: RunConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(run_dir / CONFIG, config.to_json())
+
+
+def build_machine(config: RunConfig, device: str = "cpu") -> Machine:
+    isa = ISA(config.layout)
+    controller = build_controller(config.controller, isa)
+    oeu = OperatorExecutionUnit(config.layout.n_values, config.oeu)
+    return Machine(isa, controller, oeu).to(device)
+
+
+def trainable_state(machine: Machine) -> dict[str, torch.Tensor]:
+    """Everything that training changes: all of a tiny machine; heads, encoders, OEU and LoRA
+    weights of a pretrained one (its frozen base comes from the preset)."""
+    names = {n for n, p in machine.named_parameters() if p.requires_grad}
+    return {n: t.detach().contiguous().cpu() for n, t in machine.state_dict().items() if n in names}
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / LATEST
+    if not pointer.is_file():
+        return None
+    ckpt = run_dir / pointer.read_text().strip()
+    if not (ckpt / "model.safetensors").is_file():
+        raise RunError(f"{pointer} names {ckpt.name}, which is missing or incomplete")
+    return ckpt
+
+
+def save_checkpoint(run_dir: Path, machine: Machine, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ckpt-STEP atomically, then point ``latest`` at it; keep the newest ``keep``."""
+    final = run_dir / f"ckpt-{step:07d}"
+    tmp = run_dir / f".tmp-ckpt-{step:07d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = trainable_state(machine)
+    tensors["isa.keys"] = machine.isa.keys.contiguous()
+    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "llamacpu/1", "step": str(step)})
+    peft_model = getattr(machine.controller, "peft_model", None)
+    if peft_model is not None:
+        peft_model.save_pretrained(str(tmp / "adapter"))
+    torch.save(state, tmp / "state.pt")
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _atomic_write_text(run_dir / LATEST, final.name)
+    old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
+    for p in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def load_weights(machine: Machine, ckpt: Path) -> None:
+    """Load a checkpoint's weights into a machine built from the same run config."""
+    path = ckpt / "model.safetensors"
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise RunError(f"corrupt checkpoint {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    keys = tensors.pop("isa.keys", None)
+    if keys is None or tuple(keys.shape) != tuple(machine.isa.keys.shape) or not torch.equal(keys, machine.isa.keys):
+        raise RunError(f"checkpoint {path} was made for another slot layout or address keys than this run's")
+    own = trainable_state(machine)
+    missing = sorted(set(own) - set(tensors))
+    if missing or any(tensors[n].shape != own[n].shape for n in own):
+        raise RunError(f"checkpoint {path} does not fit this machine (incompatible layout or controller)")
+    machine.load_state_dict(tensors, strict=False)
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    path = ckpt / "state.pt"
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise RunError(f"corrupt checkpoint {path}: {type(err).__name__}") from None
+
+
+def load_machine(run_dir: Path, device: str = "cpu") -> tuple[Machine, RunConfig, Path | None]:
+    """The machine of a run at its latest checkpoint (untrained if it has none yet)."""
+    config = read_config(run_dir)
+    machine = build_machine(config, device)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        load_weights(machine, ckpt)
+    return machine, config, ckpt
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.rglob("*"):
+        if child.is_file():
+            with open(child, "rb") as f:
+                os.fsync(f.fileno())

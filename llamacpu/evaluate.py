@@ -1,0 +1,102 @@
+"""Free-running evaluation: nothing from the targets reaches the machine.
+
+The model writes every slot, picks every PC, the OEU computes every result, and the answer is
+decoded from the result slots. Two diagnostics sit beside accuracy (they found the OEU's
+memorization fault at a glance in the prototype): ``plan_exact``, the argmax plan equals the
+target image, and ``from_target``, free running started from the target image instead of the plan.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+import torch
+
+from llamacpu.machine import Execution, Machine, Plan
+from llamacpu.tasks import AdditionTask, Program, ProgramBatch, collate
+from llamacpu.tasks.base import IGNORE
+
+
+@dataclass
+class FreeRun:
+    """One batch of free-running episodes."""
+
+    batch: ProgramBatch
+    ids: torch.Tensor  # [B, L]
+    mask: torch.Tensor  # [B, L]
+    plan: Plan
+    execution: Execution
+    produced: list[int]  # the answer read from the result slots (-1: not a number)
+    correct: list[bool]
+    plan_exact: list[bool]
+
+
+def step_limit(program_steps: int) -> int:
+    """Free running stops here if HALT never comes (reported as "did not halt")."""
+    return 2 * program_steps + 8
+
+
+def free_run(machine: Machine, programs: list[Program], record: bool = False, from_target: bool = False) -> FreeRun:
+    """Run programs of one size free running (hard reads, argmax choices)."""
+    device = machine.keys.device
+    batch = collate(programs, machine.isa).to(device)
+    ids, mask = machine.controller.tokenizer.batch(batch.prompts)
+    ids, mask = ids.to(device), mask.to(device)
+    was_training = machine.training
+    machine.eval()
+    try:
+        with torch.no_grad():
+            plan = machine.plan(ids, mask, batch.window, record=record)
+            start = batch.memory if from_target else machine.harden(plan.memory)
+            execution = machine.execute(ids, mask, start, step_limit(batch.steps), hard=True, record=record)
+    finally:
+        machine.train(was_training)
+    digits = machine.read_answer(execution.memory, batch.answer_slots).argmax(-1)  # (B, R)
+    produced = [AdditionTask.answer_from_digits(row.tolist()) for row in digits]
+    correct = [bool(h) and p == prog.answer for h, p, prog in zip(execution.halted.tolist(), produced, programs)]
+    return FreeRun(batch, ids, mask, plan, execution, produced, correct, plan_exact(plan, batch))
+
+
+def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:
+    """Per problem: does the argmax plan equal the target image where the target says anything?"""
+    ok = plan.type_logits.argmax(-1) == batch.types  # (B, W)
+    content = plan.content_logits.argmax(-1)
+    ok &= (content == batch.contents) | (batch.contents == IGNORE)
+    ptr = plan.pointers.argmax(-1)  # (B, W, P)
+    ok &= ((ptr == batch.pointers) | (batch.pointers == IGNORE)).all(-1)
+    return ok.all(-1).tolist()
+
+
+@dataclass
+class SizeResult:
+    digits: int
+    trials: int
+    correct: int
+    accuracy: float
+    halted: int
+    plan_exact: float
+    from_target: float
+
+
+def evaluate(machine: Machine, task: AdditionTask, digits: int, trials: int, seed: int,
+             batch_size: int = 100, exclude: set[tuple[int, int]] | None = None,
+             problems: list[tuple[int, int]] | None = None) -> SizeResult:
+    """Accuracy on ``trials`` problems of one size drawn with ``seed`` (or the given problems)."""
+    if problems is None:
+        rng = random.Random(seed)
+        problems = [task.sample(rng, digits) for _ in range(trials)]
+    correct = halted = exact = from_target = 0
+    for i in range(0, len(problems), batch_size):
+        programs = [task.compile(a, b, machine.isa) for a, b in problems[i: i + batch_size]]
+        run = free_run(machine, programs)
+        correct += sum(run.correct)
+        halted += int(run.execution.halted.sum())
+        exact += sum(run.plan_exact)
+        from_target += sum(free_run(machine, programs, from_target=True).correct)
+    n = len(problems)
+    return SizeResult(digits, n, correct, correct / n, halted, exact / n, from_target / n)
+
+
+def results_json(task: str, results: list[SizeResult]) -> dict:
+    return {"task": task, "results": [asdict(r) for r in results]}

@@ -1,0 +1,210 @@
+"""The neural computer: plan (compile the prompt into memory), then execute cycle by cycle.
+
+One execute cycle, batched over B problems and a memory window of W slots:
+
+1. the controller reads the prompt (KV-cached), every slot and a query -> PC distribution;
+2. soft fetch ``I = pc @ M``; its pointers attend over the addresses (op, src1, src2, dst);
+3. reads: the operator slot through ``op`` (indirect), the arguments through ``src1``/``src2``;
+4. OEU(opcode, a, b) -> result and write gate;
+5. soft write of a DATA slot holding the result at ``dst`` (erase, add, scaled by the gate);
+6. halt probability = probability that the fetched operator is HALT;
+7. the REG slot now points at the instruction just run.
+
+``hard=True`` is free running as evaluation does it: every choice is its argmax, memory is read
+hard, episodes that halted stop writing. Nothing here runs under ``no_grad``: the caller decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from llamacpu import memory as swm
+from llamacpu.controller import Controller
+from llamacpu.isa import DATA, HALT_OP, ISA, OPCODES
+from llamacpu.oeu import OperatorExecutionUnit
+
+
+@dataclass
+class Plan:
+    memory: torch.Tensor  # [B, W, D] the compiled memory image (soft)
+    type_logits: torch.Tensor  # [B, W, K]
+    pointers: torch.Tensor  # [B, W, P, W]
+    content_logits: torch.Tensor  # [B, W, C]
+    prompt_attn: torch.Tensor | None = None  # [B, W, L] when recorded
+
+
+@dataclass
+class Teacher:
+    """Targets that scheduled sampling may substitute for the machine's own choices."""
+
+    pc: torch.Tensor  # [B, T] long
+    result: torch.Tensor  # [B, T] long
+    p_pc: float = 0.0  # probability (per problem, per step) of running the target PC instead
+    p_result: float = 0.0  # probability of writing the target result instead of the OEU's
+    generator: torch.Generator | None = None
+
+
+@dataclass
+class Execution:
+    memory: torch.Tensor  # [B, W, D] after the last step
+    pc: torch.Tensor  # [B, T, W] PC distribution chosen by the controller at each step
+    oeu_logits: torch.Tensor  # [B, T, C]
+    halt: torch.Tensor  # [B, T] halt probability
+    halted: torch.Tensor  # [B] bool: halted within the step limit (free running)
+    steps: torch.Tensor  # [B] long: steps run until halting (or the limit)
+    # Recorded only with record=True:
+    ptr_attn: torch.Tensor | None = None  # [B, T, P, W]
+    oeu_in: torch.Tensor | None = None  # [B, T, 3, C] opcode (padded to C), a, b
+    gate: torch.Tensor | None = None  # [B, T]
+    memories: torch.Tensor | None = None  # [B, T+1, W, D]
+    extra: dict = field(default_factory=dict)
+
+
+class Machine(nn.Module):
+    def __init__(self, isa: ISA, controller: Controller, oeu: OperatorExecutionUnit) -> None:
+        super().__init__()
+        self.isa = isa
+        self.controller = controller
+        self.oeu = oeu
+        self.register_buffer("keys", isa.keys.clone(), persistent=False)  # [N, A]
+
+    # ---- plan ----
+    def plan(self, ids: torch.Tensor, mask: torch.Tensor, window: int, record: bool = False) -> Plan:
+        heads = self.controller.plan(ids, mask, window, attentions=record)
+        memory = self.compose(
+            torch.softmax(heads.type_logits, -1), heads.pointers, torch.softmax(heads.content_logits, -1)
+        )
+        return Plan(memory, heads.type_logits, heads.pointers, heads.content_logits, heads.prompt_attn)
+
+    def compose(self, types: torch.Tensor, pointers: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        """Slots from distributions: pointers over a window of W addresses [..., P, W]."""
+        keys = pointers @ self.keys[: pointers.shape[-1]]  # (..., P, A)
+        return torch.cat([types, keys.flatten(-2), content], dim=-1)
+
+    def attend(self, pointer_keys: torch.Tensor, window: int) -> torch.Tensor:
+        """Attention of keys [..., A] over the first W addresses -> [..., W]."""
+        logits = self.isa.layout.read_sharpness * pointer_keys @ self.keys[:window].T
+        return torch.softmax(logits, dim=-1)
+
+    def harden(self, memory: torch.Tensor) -> torch.Tensor:
+        """Every slot replaced by its most likely reading: [B, W, D] -> [B, W, D]."""
+        isa, w = self.isa, memory.shape[-2]
+        keys = memory[..., isa.pointers_slice].unflatten(-1, (isa.layout.n_pointers, isa.layout.key_dim))
+        has_key = keys.norm(dim=-1, keepdim=True) > 0.5  # unset pointers stay unset
+        ptr = _hard(self.attend(keys, w)) * has_key
+        return self.compose(_hard(memory[..., isa.type_slice]), ptr, _hard(memory[..., isa.content_slice]))
+
+    # ---- execute ----
+    def execute(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        memory: torch.Tensor,
+        steps: int,
+        teacher: Teacher | None = None,
+        hard: bool = False,
+        record: bool = False,
+    ) -> Execution:
+        """Run ``steps`` cycles (training: exactly the target's steps; free running: the limit).
+
+        ids, mask: [B, L] prompt; memory: [B, W, D].
+        """
+        isa = self.isa
+        b, w, _ = memory.shape
+        n_ops = len(OPCODES)
+        prompt_kv = self.controller.encode_prompt(ids, mask)
+        data_type = F.one_hot(torch.tensor(DATA, device=memory.device), isa.layout.n_types).float()
+        zero_ptrs = torch.zeros(isa.layout.n_pointers * isa.layout.key_dim, device=memory.device)
+        new_slot_head = torch.cat([data_type, zero_ptrs]).expand(b, -1)  # (B, K + P*A)
+        alive = torch.ones(b, device=memory.device)
+        halted = torch.zeros(b, dtype=torch.bool, device=memory.device)
+        n_run = torch.full((b,), steps, dtype=torch.long, device=memory.device)
+        pcs, oeu_logits, halts = [], [], []
+        rec: dict[str, list[torch.Tensor]] = {"ptr": [], "in": [], "gate": [], "mem": [memory]} if record else {}
+        ptr0 = isa.pointer_slice(0)
+
+        for t in range(steps):
+            reg_ptr = self.attend(memory[:, 0, ptr0], w)  # (B, W) where the REG slot points
+            if hard:
+                reg_ptr = _hard(reg_ptr)
+            current = swm.read(memory, reg_ptr)  # (B, D) the instruction last run
+            pc = self.controller.next_pc(prompt_kv, mask, memory, current, reg_ptr)  # (B, W)
+            pcs.append(pc)
+            pc_used = _hard(pc) if hard else pc
+            if teacher is not None and teacher.p_pc > 0:
+                pc_used = _substitute(pc_used, teacher.pc[:, t], teacher.p_pc, teacher.generator)
+
+            inst = swm.read(memory, pc_used)  # (B, D) soft fetch
+            keys = inst[:, isa.pointers_slice].unflatten(-1, (isa.layout.n_pointers, isa.layout.key_dim))
+            ptr = self.attend(keys, w)  # (B, P, W): op, src1, src2, dst
+            if hard:
+                ptr = _hard(ptr)
+            operands = swm.read(memory, ptr[:, :3])[..., isa.content_slice]  # (B, 3, C)
+            op = operands[:, 0, :n_ops]
+            op = op / op.sum(-1, keepdim=True).clamp(min=1e-6)  # (B, OPS): opcodes are codes 0..12
+            a, bb = operands[:, 1], operands[:, 2]
+            if hard:
+                op, a, bb = _hard(op), _hard(a), _hard(bb)
+            logits, gate = self.oeu(op, a, bb)  # (B, C), (B,)
+            oeu_logits.append(logits)
+            result = _hard(logits) if hard else torch.softmax(logits, -1)
+            if hard:
+                gate = (gate > 0.5).float()
+            if teacher is not None and teacher.p_result > 0:
+                result = _substitute(result, teacher.result[:, t], teacher.p_result, teacher.generator)
+            halt = op[:, HALT_OP]
+            halts.append(halt)
+
+            slot = torch.cat([new_slot_head, result], dim=-1)  # (B, D) a DATA slot holding the result
+            memory = swm.write(memory, ptr[:, 3], gate * alive, slot)
+            reg = memory[:, 0].clone()
+            reg[:, ptr0] = alive.unsqueeze(-1) * (pc_used @ self.keys[:w]) + (1 - alive.unsqueeze(-1)) * reg[:, ptr0]
+            memory = torch.cat([reg.unsqueeze(1), memory[:, 1:]], dim=1)
+
+            if record:
+                rec["ptr"].append(ptr)
+                rec["in"].append(torch.stack([F.pad(op, (0, isa.layout.n_values - n_ops)), a, bb], dim=1))
+                rec["gate"].append(gate * alive)
+                rec["mem"].append(memory)
+            if hard:
+                now = (halt > 0.5) & ~halted
+                n_run = torch.where(now, torch.full_like(n_run, t + 1), n_run)
+                halted = halted | now
+                alive = (~halted).float()
+                if bool(halted.all()):
+                    break
+
+        out = Execution(
+            memory=memory,
+            pc=torch.stack(pcs, 1),
+            oeu_logits=torch.stack(oeu_logits, 1),
+            halt=torch.stack(halts, 1),
+            halted=halted,
+            steps=n_run,
+        )
+        if record:
+            out.ptr_attn = torch.stack(rec["ptr"], 1)
+            out.oeu_in = torch.stack(rec["in"], 1)
+            out.gate = torch.stack(rec["gate"], 1)
+            out.memories = torch.stack(rec["mem"], 1)
+        return out
+
+    def read_answer(self, memory: torch.Tensor, answer_slots: torch.Tensor) -> torch.Tensor:
+        """Content distributions of the result slots: memory [B, W, D], slots [B, R] -> [B, R, C]."""
+        idx = answer_slots.unsqueeze(-1).expand(-1, -1, memory.shape[-1])
+        return memory.gather(1, idx)[..., self.isa.content_slice]
+
+
+def _hard(probs: torch.Tensor) -> torch.Tensor:
+    return F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
+
+
+def _substitute(chosen: torch.Tensor, target: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Per problem, with probability p, the one-hot target replaces the machine's choice [B, X]."""
+    use = torch.rand(chosen.shape[0], generator=generator).to(chosen.device) < p
+    forced = F.one_hot(target, chosen.shape[-1]).to(chosen.dtype)
+    return torch.where(use.unsqueeze(-1), forced, chosen)

@@ -1,0 +1,169 @@
+"""Addition: the expert compiler from "123 + 456" to a memory image and an execution trace.
+
+Memory map (page size 10, so every digit block is one page and the per-digit code is the same
+page after page, relative to its own page):
+
+    0        REG    pc -> 0 (nothing run yet)
+    1..13    OPDEF  the operator library, opcode k at address 1 + k
+    14       DATA   10 (the base)
+    20+10i   block i (digit i, least significant first):
+             +0 c_in  +1 a_i  +2 b_i  +3 t1  +4 t2  +5 r_i
+             +6 ADD  t1 = c_in + a_i       +7 ADD  t2 = t1 + b_i
+             +8 MOD  r_i = t2 mod 10       +9 DIV  c_in(next block) = t2 div 10
+    20+10n   tail: +0 c_in (final carry)  +5 r_n  +6 COPY r_n = c_in  +7 HALT
+
+Per digit ``ADD ADD MOD DIV``, then ``COPY`` and ``HALT``, as DESIGN.md lays out. Every pointer
+of the digit code is a fixed offset within the block except ``op`` and the base, which are
+absolute: the controller's pointer heads can express both (see controller.py).
+"""
+
+from __future__ import annotations
+
+from llamacpu.errors import LlamaCPUError
+
+import random
+import re
+
+import torch
+
+from llamacpu.isa import DATA, EMPTY, INST, OP, OPDEF, REG, ISA
+from llamacpu.tasks.base import IGNORE, Program
+
+HEADER = 20
+BLOCK = 10
+BASE_ADDR = 14
+C_IN, A, B, T1, T2, R, I_ADD1, I_ADD2, I_MOD, I_DIV = range(BLOCK)
+
+_PROBLEM = re.compile(r"^\s*(?:calculate\s+|what\s+is\s+)?(\d+)\s*\+\s*(\d+)\s*(?:=\s*)?\??\s*$", re.IGNORECASE)
+
+
+class ProblemError(LlamaCPUError):
+    """Text that is not a problem this task can compile."""
+
+
+def opdef_addr(op_name: str) -> int:
+    return 1 + OP[op_name]
+
+
+class AdditionTask:
+    name = "add"
+
+    def slots_needed(self, digits: int) -> int:
+        return HEADER + BLOCK * (digits + 1)
+
+    def max_digits(self, isa: ISA) -> int:
+        return (isa.layout.n_slots - HEADER) // BLOCK - 1
+
+    def parse(self, text: str) -> tuple[int, int]:
+        match = _PROBLEM.match(text)
+        if not match:
+            raise ProblemError(f"not an addition problem: {text!r} (expected e.g. \"123 + 456\")")
+        return int(match.group(1)), int(match.group(2))
+
+    @staticmethod
+    def prompt(a: int, b: int) -> str:
+        return f"{a} + {b}"
+
+    def sample(self, rng: random.Random, digits: int) -> tuple[int, int]:
+        """Two operands of exactly ``digits`` digits (1 digit: 0..9)."""
+        lo = 0 if digits == 1 else 10 ** (digits - 1)
+        hi = 10**digits - 1
+        return rng.randint(lo, hi), rng.randint(lo, hi)
+
+    def compile(self, a: int, b: int, isa: ISA) -> Program:
+        n = max(len(str(a)), len(str(b)))
+        window = self.slots_needed(n)
+        if window > isa.layout.n_slots:
+            raise ProblemError(
+                f"{n}-digit addition needs {window} slots; this machine has {isa.layout.n_slots} "
+                f"(at most {self.max_digits(isa)} digits)"
+            )
+        if isa.layout.n_values <= 10:
+            raise ProblemError("addition needs value codes for 0..19")
+        P = isa.layout.n_pointers
+        types = torch.full((window,), EMPTY, dtype=torch.long)
+        pointers = torch.full((window, P), IGNORE, dtype=torch.long)
+        contents = torch.full((window,), IGNORE, dtype=torch.long)
+        roles: dict[int, str] = {}
+
+        types[0] = REG
+        pointers[0, 0] = 0
+        roles[0] = "program counter"
+        for op in range(len(OP)):
+            types[1 + op] = OPDEF
+            contents[1 + op] = op
+        types[BASE_ADDR] = DATA
+        contents[BASE_ADDR] = 10
+        roles[BASE_ADDR] = "base"
+
+        da, db = _digits(a, n), _digits(b, n)
+
+        def inst(addr: int, op: str, src1: int, src2: int, dst: int) -> None:
+            types[addr] = INST
+            pointers[addr] = torch.tensor([opdef_addr(op), src1, src2, dst])
+
+        pcs, results, writes = [], [], []
+        carry = 0
+        for i in range(n):
+            base = HEADER + BLOCK * i
+            for off, value, role in ((C_IN, 0, f"carry[{i}]"), (A, da[i], f"a[{i}]"), (B, db[i], f"b[{i}]"),
+                                     (T1, 0, f"t1[{i}]"), (T2, 0, f"t2[{i}]"), (R, 0, f"r[{i}]")):
+                types[base + off] = DATA
+                contents[base + off] = value
+                roles[base + off] = role
+            inst(base + I_ADD1, "ADD", base + C_IN, base + A, base + T1)
+            inst(base + I_ADD2, "ADD", base + T1, base + B, base + T2)
+            inst(base + I_MOD, "MOD", base + T2, BASE_ADDR, base + R)
+            inst(base + I_DIV, "DIV", base + T2, BASE_ADDR, base + BLOCK + C_IN)
+            t1 = carry + da[i]
+            t2 = t1 + db[i]
+            carry = t2 // 10
+            pcs += [base + I_ADD1, base + I_ADD2, base + I_MOD, base + I_DIV]
+            results += [t1, t2, t2 % 10, carry]
+            writes += [True, True, True, True]
+
+        tail = HEADER + BLOCK * n
+        types[tail + C_IN] = DATA
+        contents[tail + C_IN] = 0
+        roles[tail + C_IN] = f"carry[{n}]"
+        types[tail + R] = DATA
+        contents[tail + R] = 0
+        roles[tail + R] = f"r[{n}]"
+        inst(tail + I_ADD1, "COPY", tail + C_IN, tail + C_IN, tail + R)
+        types[tail + I_ADD2] = INST
+        pointers[tail + I_ADD2, 0] = opdef_addr("HALT")
+        pcs += [tail + I_ADD1, tail + I_ADD2]
+        results += [carry, 0]
+        writes += [True, False]
+
+        answer = a + b
+        answer_digits = _digits(answer, n + 1)
+        return Program(
+            prompt=self.prompt(a, b),
+            operands=(a, b),
+            digits=n,
+            answer=answer,
+            window=window,
+            types=types,
+            pointers=pointers,
+            contents=contents,
+            pc=torch.tensor(pcs),
+            oeu_result=torch.tensor(results),
+            writes=torch.tensor(writes),
+            answer_slots=torch.tensor([HEADER + BLOCK * i + R for i in range(n + 1)]),
+            answer_digits=torch.tensor(answer_digits),
+            roles=roles,
+        )
+
+    @staticmethod
+    def answer_from_digits(digits: list[int]) -> int:
+        """The number the result slots spell, least significant digit first; a code above 9 in a
+        result slot is not a digit, and the answer is then -1 (wrong)."""
+        if any(d > 9 for d in digits):
+            return -1
+        return sum(d * 10**i for i, d in enumerate(digits))
+
+
+def _digits(x: int, n: int) -> list[int]:
+    """The n least significant decimal digits of x, least significant first."""
+    return [(x // 10**i) % 10 for i in range(n)]
