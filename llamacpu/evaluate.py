@@ -76,27 +76,39 @@ class SizeResult:
     accuracy: float
     halted: int
     plan_exact: float
-    from_target: float
+    from_target: float | None  # None when diagnostics were not asked for
+    failures: list[tuple[int, int]]
 
 
 def evaluate(machine: Machine, task: AdditionTask, digits: int, trials: int, seed: int,
-             batch_size: int = 100, exclude: set[tuple[int, int]] | None = None,
-             problems: list[tuple[int, int]] | None = None) -> SizeResult:
+             batch_size: int = 100, problems: list[tuple[int, int]] | None = None,
+             diagnostics: bool = True, keep_failures: bool = False) -> SizeResult:
     """Accuracy on ``trials`` problems of one size drawn with ``seed`` (or the given problems)."""
     if problems is None:
         rng = random.Random(seed)
         problems = [task.sample(rng, digits) for _ in range(trials)]
     correct = halted = exact = from_target = 0
+    failures: list[tuple[int, int]] = []
     for i in range(0, len(problems), batch_size):
-        programs = [task.compile(a, b, machine.isa) for a, b in problems[i: i + batch_size]]
+        chunk = problems[i: i + batch_size]
+        programs = [task.compile(a, b, machine.isa) for a, b in chunk]
         run = free_run(machine, programs)
         correct += sum(run.correct)
         halted += int(run.execution.halted.sum())
         exact += sum(run.plan_exact)
-        from_target += sum(free_run(machine, programs, from_target=True).correct)
+        if keep_failures:
+            failures += [p for p, ok in zip(chunk, run.correct) if not ok]
+        if diagnostics:
+            from_target += sum(free_run(machine, programs, from_target=True).correct)
     n = len(problems)
-    return SizeResult(digits, n, correct, correct / n, halted, exact / n, from_target / n)
+    return SizeResult(digits, n, correct, correct / n, halted, exact / n,
+                      from_target / n if diagnostics else None, failures)
 
 
 def results_json(task: str, results: list[SizeResult]) -> dict:
-    return {"task": task, "results": [asdict(r) for r in results]}
+    """The JSON that ``llamacpu eval --json`` prints."""
+    rows = []
+    for r in results:
+        row = {k: v for k, v in asdict(r).items() if k != "failures"}
+        rows.append(row)
+    return {"task": task, "results": rows}

@@ -18,8 +18,9 @@ from llamacpu.isa import OPCODES, op_table
 
 @dataclass(frozen=True)
 class OEUConfig:
-    hidden: int = 256  # width of the MLP; the table has 13 x 20 x 20 rows to hold
-    layers: int = 3
+    hidden: int = 512  # width of the MLP; the table has 13 x 20 x 20 rows to hold
+    layers: int = 2
+    lr_scale: float = 3.0  # its own learning rate, relative to the run's: it learns a fixed table
 
 
 class OperatorExecutionUnit(nn.Module):

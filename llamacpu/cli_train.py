@@ -1,0 +1,282 @@
+"""``llamacpu train`` and ``llamacpu eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from llamacpu import checkpoint as ckpt
+from llamacpu.controller import PRESETS, ControllerConfig
+from llamacpu.errors import LlamaCPUError
+from llamacpu.isa import SlotLayout
+from llamacpu.tasks import TASKS, get_task
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the machine through the curriculum (resumes an existing run)",
+                       description="Train through the curriculum: stage k trains k-digit problems until free-running "
+                       "held-out accuracy passes --threshold. Naming an existing run folder resumes it exactly.")
+    p.add_argument("--run", type=Path, help="run folder (created if new, resumed if it holds a run; "
+                   "default runs/<date-time>)")
+    p.add_argument("--cpu", default=None, metavar="PRESET",
+                   help=f"controller: {', '.join(PRESETS)}, or a path / hub id of a Llama-family causal LM (default tiny)")
+    p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base weights with LoRA and 8-bit AdamW "
+                   "(path presets; needs bitsandbytes)")
+    p.add_argument("--task", default=None, choices=sorted(TASKS), help="task to learn (default add)")
+    p.add_argument("--max-digits", type=int, default=None, help="last curriculum stage (default 4)")
+    p.add_argument("--batch-size", type=int, default=None, help="problems per step (default 32)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 tiny, 2e-4 pretrained)")
+    p.add_argument("--stage-steps", type=int, default=None, help="step budget of one stage (default 3000)")
+    p.add_argument("--threshold", type=float, default=None, help="held-out accuracy that passes a stage (default 0.99)")
+    p.add_argument("--eval-every", type=int, default=None, help="competence check every N steps (default 100)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every M steps (default 200)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all (resumable)")
+    p.add_argument("--slots", type=int, default=None, help="memory size N (default 256)")
+    p.add_argument("--seed", type=int, default=None, help="seed of initialization and data (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, or auto (default: cuda if available)")
+    p.add_argument("--traces", type=Path, default=None, help="trace store (default traces/<run folder name>)")
+    p.add_argument("--probe-every", type=int, default=None,
+                   help="record the probe problems every K steps (default 500; 0: never)")
+    p.add_argument("--probes", default=None, help="probe problems, comma separated (default \"3 + 5,47 + 38,512 + 489\")")
+    p.add_argument("--no-traces", action="store_true", help="record no traces while training")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any training option by name, e.g. --set replay=0.5 (see TrainConfig in train.py)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="free-running accuracy by problem size",
+                       description="Free-running accuracy: the model writes every slot, picks every PC, the OEU computes "
+                       "every result, the answer is read from the result slots. Also reports 'plan exact' and the "
+                       "accuracy of running from the target plan.")
+    e.add_argument("--run", type=Path, required=True, help="run folder")
+    e.add_argument("--digits", default="1,2,3,4", help="sizes, comma separated (default 1,2,3,4)")
+    e.add_argument("--trials", type=int, default=500, help="problems per size (default 500)")
+    e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation problems")
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    e.add_argument("--device", default=None, help="cpu, cuda, or auto")
+    e.set_defaults(func=cmd_eval)
+
+
+def pick_device(name: str | None) -> str:
+    import torch
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise LlamaCPUError(f"device {name!r} asked for, but no CUDA device is available")
+    return name
+
+
+def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
+    from llamacpu.train import TrainConfig, config_dict
+
+    preset = args.cpu or "tiny"
+    controller = ControllerConfig(preset=preset, load_in_4bit=args.load_in_4bit, seed=args.seed or 0)
+    layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
+    train = TrainConfig(lr=args.lr or (1e-3 if preset == "tiny" else 2e-4), seed=args.seed or 0,
+                        optimizer="adamw8bit" if args.load_in_4bit else "adamw")
+    return ckpt.RunConfig(layout=layout, controller=controller, train=config_dict(train))
+
+
+_OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr",
+              "stage_steps": "stage_steps", "threshold": "threshold", "eval_every": "eval_every",
+              "checkpoint_every": "checkpoint_every"}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from llamacpu.train import Trainer, TrainConfig
+
+    run_dir = args.run or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    resuming = ckpt.is_run(run_dir)
+    if run_dir.exists() and not resuming and any(run_dir.iterdir()):
+        raise ckpt.RunError(f"{run_dir} is not a run folder (no {ckpt.CONFIG}) and is not empty")
+    if resuming:
+        config = ckpt.read_config(run_dir)
+        if args.cpu and args.cpu != config.controller.preset:
+            raise ckpt.RunError(f"{run_dir} was trained with --cpu {config.controller.preset}, not {args.cpu}")
+    else:
+        config = _new_run_config(args)
+    if args.cpu and args.cpu not in PRESETS and not Path(args.cpu).exists() and "/" not in args.cpu:
+        raise LlamaCPUError(f"unknown controller preset {args.cpu!r} (presets: {', '.join(PRESETS)}, "
+                            "or a folder / hub id of a Llama-family model)")
+    if args.load_in_4bit and not config.controller.pretrained:
+        raise LlamaCPUError("--load-in-4bit needs a pretrained controller (--cpu PATH_OR_HUB_ID)")
+    for arg, key in _OVERRIDES.items():
+        if getattr(args, arg) is not None:
+            config.train[key] = getattr(args, arg)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in TrainConfig.__dataclass_fields__ or not _:
+            raise LlamaCPUError(f"--set takes KEY=VALUE with a training option as KEY, not {item!r}")
+        try:
+            config.train[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config.train[key] = value
+    device = pick_device(args.device)
+    config.train["device"] = device
+    train_cfg = TrainConfig.from_dict(config.train)
+    task = get_task(train_cfg.task)
+    if train_cfg.max_digits < 1:
+        raise LlamaCPUError("--max-digits must be at least 1")
+    needed = task.slots_needed(train_cfg.max_digits)
+    if needed > config.layout.n_slots:
+        raise LlamaCPUError(f"{train_cfg.max_digits}-digit {task.name} needs {needed} slots; the memory has "
+                            f"{config.layout.n_slots} (at most {task.max_digits_for(config.layout.n_slots)} digits; "
+                            "see --slots)")
+    torch.manual_seed(train_cfg.seed)
+    machine = ckpt.build_machine(config, device)
+    latest = ckpt.latest_checkpoint(run_dir) if resuming else None
+    ckpt.write_config(run_dir, config)
+    recorder = _make_recorder(args, run_dir, config, machine)
+    display = _Display(quiet=args.quiet, max_digits=train_cfg.max_digits)
+    trainer = Trainer(run_dir, machine, config, train_cfg, on_progress=display.update,
+                      on_check=recorder.on_check if recorder else None)
+    if latest is not None:
+        ckpt.load_weights(machine, latest)
+        trainer.load_state(ckpt.load_state(latest))
+        display.console.log(f"resumed {run_dir} at step {trainer.step}, stage {trainer.stage}")
+    if recorder is not None:
+        trainer.on_step = recorder.on_step
+    t0 = time.perf_counter()
+    with display:
+        summary = trainer.run(max_steps=args.max_steps)
+    wall = time.perf_counter() - t0
+    display.finish(trainer, summary, wall)
+    return 0
+
+
+def _make_recorder(args: argparse.Namespace, run_dir: Path, config: ckpt.RunConfig, machine: Any) -> Any:
+    if args.no_traces:
+        return None
+    try:
+        from llamacpu.recording import TrainingRecorder
+    except ModuleNotFoundError:
+        return None
+    store = args.traces or Path("traces") / run_dir.name
+    probes = args.probes.split(",") if args.probes else None
+    return TrainingRecorder(store, run_dir, config, machine, probe_every=args.probe_every, probes=probes)
+
+
+class _Display:
+    """A rich progress bar per stage with the losses and the last competence check."""
+
+    def __init__(self, quiet: bool, max_digits: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.progress = Progress(TextColumn("[bold]stage {task.fields[stage]}/" + str(max_digits)),
+                                 BarColumn(), TextColumn("{task.completed:>5.0f} steps"),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 console=self.console, disable=quiet)
+        self.tasks: dict[int, Any] = {}
+        self.last_check = ""
+        self.stage_budget = 3000
+
+    def __enter__(self) -> "_Display":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def _task(self, stage: int) -> Any:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task("", total=None, stage=stage, info="")
+        return self.tasks[stage]
+
+    def update(self, record: dict[str, Any]) -> None:
+        event = record["event"]
+        if event == "train":
+            info = (f"loss {record['total']:.3f}  answer {record['answer']:.3f}  pc {record['pc']:.3f}  "
+                    f"oeu {record['oeu']:.3f}  {record['episodes_per_s']:.0f} ep/s  {self.last_check}")
+            task = self._task(record["stage"])
+            self.progress.update(task, completed=record["step"], info=info)
+        elif event == "check":
+            if record["digits"] == 1:
+                self.last_check = ""
+            self.last_check += f" {record['digits']}d {record['accuracy']:.0%}"
+        elif event == "stage_end":
+            verdict = "passed" if record["passed"] else "ran out of budget"
+            self.console.log(f"stage {record['stage']} {verdict} at step {record['at_step']}: "
+                             f"held-out accuracy {record['accuracy']:.1%} after {record['steps']} steps")
+
+    def finish(self, trainer: Any, summary: dict[str, Any], wall: float) -> None:
+        from rich.table import Table
+
+        from llamacpu.evaluate import evaluate
+
+        if summary["done"] and summary["history"] and not summary["history"][-1]["passed"]:
+            self.console.log(f"[red]stage {summary['stage']} ran out of its step budget")
+        elif not summary["done"]:
+            self.console.log(f"stopped at step {summary['step']} (stage {summary['stage']}); run again to resume")
+        table = Table(title=f"held-out free-running accuracy after {summary['step']} steps ({wall:.0f} s)")
+        for col in ("digits", "problems", "correct", "accuracy", "halted", "plan exact"):
+            table.add_column(col, justify="right")
+        for digits in range(1, trainer.config.max_digits + 1):
+            problems = trainer.heldout.get(digits)
+            r = evaluate(trainer.machine, trainer.task, digits, len(problems), seed=0, problems=problems,
+                         diagnostics=False)
+            table.add_row(str(digits), str(r.trials), str(r.correct), f"{r.accuracy:.1%}", str(r.halted),
+                          f"{r.plan_exact:.1%}")
+        from rich.console import Console
+
+        Console().print(table)
+
+
+def parse_digits(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LlamaCPUError(f"--digits takes sizes like 1,2,5,10, not {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise LlamaCPUError("--digits takes sizes of at least 1")
+    return sizes
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from llamacpu.evaluate import evaluate, results_json
+    from llamacpu.train import HeldOut, TrainConfig
+
+    sizes = parse_digits(args.digits)
+    if args.trials < 1:
+        raise LlamaCPUError("--trials must be at least 1")
+    machine, config, latest = ckpt.load_machine(args.run, pick_device(args.device))
+    train_cfg = TrainConfig.from_dict(config.train)
+    task = get_task(train_cfg.task)
+    too_big = [d for d in sizes if task.slots_needed(d) > config.layout.n_slots]
+    if too_big:
+        raise LlamaCPUError(f"{too_big[0]}-digit {task.name} needs {task.slots_needed(too_big[0])} slots; this "
+                            f"machine has {config.layout.n_slots}")
+    heldout = HeldOut(task, train_cfg)
+    results = []
+    for d in sizes:
+        rng = random.Random(f"eval-{args.seed}-{d}")
+        if d == 1:  # every 1-digit pair exists; only the 20 held out were never trained on
+            pool = heldout.get(1)
+            problems = [rng.choice(pool) for _ in range(args.trials)]
+        else:  # fresh random problems: training saw a vanishing fraction of the k-digit space
+            problems = [task.sample(rng, d) for _ in range(args.trials)]
+        results.append(evaluate(machine, task, d, args.trials, seed=args.seed, problems=problems))
+    if args.json:
+        print(json.dumps(results_json(task.name, results)))
+        return 0
+    table = Table(title=f"{args.run}: free-running accuracy ({'step ' + latest.name[5:] if latest else 'untrained'})")
+    for col in ("digits", "trials", "correct", "accuracy", "halted", "plan exact", "from target plan"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(str(r.digits), str(r.trials), str(r.correct), f"{r.accuracy:.1%}", str(r.halted),
+                      f"{r.plan_exact:.1%}", f"{r.from_target:.1%}")
+    Console().print(table)
+    return 0

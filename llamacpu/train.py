@@ -1,0 +1,302 @@
+"""Training: losses, scheduled sampling, the curriculum, checkpoints and exact resume.
+
+Stage k trains k-digit problems, replaying earlier sizes, until free-running exact-match accuracy
+on held-out k-digit problems reaches a threshold; each stage has a step budget. Every random
+choice comes from generators whose states are checkpointed, so a resumed run continues exactly
+as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.nn import functional as F
+
+from llamacpu import checkpoint as ckpt
+from llamacpu.evaluate import evaluate
+from llamacpu.machine import Machine, Teacher
+from llamacpu.tasks import ProgramBatch, collate, get_task
+from llamacpu.tasks.base import IGNORE
+
+log = logging.getLogger(__name__)
+
+LOSS_NAMES = ("type", "pointer", "content", "pc", "oeu", "halt", "answer", "table")
+
+
+@dataclass
+class TrainConfig:
+    task: str = "add"
+    max_digits: int = 4  # curriculum: stages 1..max_digits
+    batch_size: int = 32
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)  # a short second-moment memory: sizes change abruptly
+    eps: float = 1e-6
+    weight_decay: float = 0.0
+    warmup: int = 50  # linear lr warm-up at the start of every stage
+    grad_clip: float = 1.0
+    stage_steps: int = 3000  # step budget of one stage
+    replay: float = 0.5  # probability that a batch is of an earlier size (each equally likely)
+    tf_start: float = 0.5  # scheduled sampling: probability of using a target, annealed ...
+    tf_steps: int = 400  # ... linearly to zero over this many steps of each stage
+    table_rows: int = 1024  # random rows of the OEU's own table per step
+    eval_every: int = 100  # competence check every this many steps
+    eval_trials: int = 200  # held-out problems per size (1 digit: 20 of the 100 pairs)
+    threshold: float = 0.99  # free-running held-out accuracy that passes a stage
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "type": 1.0, "pointer": 1.0, "content": 1.0, "pc": 1.0, "oeu": 1.0, "halt": 0.5, "answer": 1.0, "table": 1.0,
+    })
+    device: str = "cpu"
+    optimizer: str = "adamw"  # "adamw" or "adamw8bit" (bitsandbytes; the 4-bit recipe)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        if "betas" in known:
+            known["betas"] = tuple(known["betas"])
+        return cls(**known)
+
+
+class HeldOut:
+    """Problems kept out of training: the competence check's and `eval`'s material."""
+
+    def __init__(self, task: Any, config: TrainConfig) -> None:
+        self.problems: dict[int, list[tuple[int, int]]] = {}
+        self.sets: dict[int, set[tuple[int, int]]] = {}
+        self.task, self.config = task, config
+
+    def get(self, digits: int) -> list[tuple[int, int]]:
+        if digits not in self.problems:
+            rng = random.Random(f"heldout-{self.config.seed}-{digits}")
+            if digits == 1:
+                pairs = [(a, b) for a in range(10) for b in range(10)]
+                problems = rng.sample(pairs, 20)
+            else:
+                problems = list(dict.fromkeys(self.task.sample(rng, digits) for _ in range(self.config.eval_trials)))
+            self.problems[digits] = problems
+            self.sets[digits] = set(problems)
+        return self.problems[digits]
+
+    def contains(self, digits: int, problem: tuple[int, int]) -> bool:
+        self.get(digits)
+        return problem in self.sets[digits]
+
+
+def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: torch.Generator,
+                 table_rows: int) -> dict[str, torch.Tensor]:
+    """Every loss of one batch, unweighted. The whole execute phase keeps its graph."""
+    device = machine.keys.device
+    ids, mask = machine.controller.tokenizer.batch(batch.prompts)
+    ids, mask = ids.to(device), mask.to(device)
+    plan = machine.plan(ids, mask, batch.window)
+    losses = {
+        "type": F.cross_entropy(plan.type_logits.flatten(0, 1), batch.types.flatten()),
+        "pointer": F.nll_loss(plan.pointers.clamp(min=1e-9).log().flatten(0, 2), batch.pointers.flatten(),
+                              ignore_index=IGNORE),
+        "content": F.cross_entropy(plan.content_logits.flatten(0, 1), batch.contents.flatten(), ignore_index=IGNORE),
+    }
+    memory = plan.memory
+    if tf > 0:  # scheduled sampling: some episodes start from the target image
+        use = (torch.rand(memory.shape[0], generator=generator) < tf).to(device)
+        memory = torch.where(use[:, None, None], batch.memory, memory)
+    teacher = Teacher(batch.pc, batch.oeu_result, p_pc=tf, p_result=tf, generator=generator)
+    ex = machine.execute(ids, mask, memory, batch.steps, teacher=teacher)
+    losses["pc"] = F.nll_loss(ex.pc.clamp(min=1e-9).log().flatten(0, 1), batch.pc.flatten())
+    losses["oeu"] = F.cross_entropy(ex.oeu_logits.flatten(0, 1), batch.oeu_result.flatten())
+    halt_target = torch.zeros_like(ex.halt)
+    halt_target[:, -1] = 1.0
+    losses["halt"] = F.binary_cross_entropy(ex.halt.clamp(1e-6, 1 - 1e-6), halt_target)
+    answer = machine.read_answer(ex.memory, batch.answer_slots)  # (B, R, C)
+    losses["answer"] = F.nll_loss(answer.clamp(min=1e-9).log().flatten(0, 1), batch.answer_digits.flatten())
+    losses["table"] = machine.oeu.table_loss(table_rows, generator)
+    return losses
+
+
+class Trainer:
+    """The curriculum over one run folder; ``run()`` trains until done, out of budget or stopped."""
+
+    def __init__(self, run_dir: Path, machine: Machine, run_config: ckpt.RunConfig, config: TrainConfig,
+                 on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 on_check: Callable[["Trainer", int, list[tuple[int, int]]], None] | None = None) -> None:
+        self.run_dir, self.machine, self.run_config, self.config = run_dir, machine, run_config, config
+        self.task = get_task(config.task)
+        max_ok = self.task.max_digits(machine.isa)
+        if config.max_digits > max_ok:
+            raise ckpt.RunError(
+                f"{config.max_digits}-digit {config.task} needs {self.task.slots_needed(config.max_digits)} slots; "
+                f"this memory has {machine.isa.layout.n_slots} (at most {max_ok} digits)")
+        self.heldout = HeldOut(self.task, config)
+        self.on_progress = on_progress or (lambda record: None)
+        self.on_check = on_check
+        self.on_step: Callable[["Trainer"], None] | None = None  # e.g. the probe recorder
+        oeu_ids = {id(p) for p in machine.oeu.parameters()}
+        params = [
+            {"params": [p for p in machine.parameters() if p.requires_grad and id(p) not in oeu_ids]},
+            {"params": list(machine.oeu.parameters()), "lr": config.lr * run_config.oeu.lr_scale},
+        ]
+        if config.optimizer == "adamw8bit":
+            import bitsandbytes as bnb
+
+            self.optimizer = bnb.optim.AdamW8bit(params, lr=config.lr, betas=config.betas, eps=config.eps,
+                                                 weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps,
+                                               weight_decay=config.weight_decay)
+        self.step = 0
+        self.stage = 1
+        self.stage_start = 0
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.done = False
+        self.history: list[dict[str, Any]] = []  # stage results
+        self.data_rng = random.Random(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def _lr_factor(self, _: int) -> float:
+        return min(1.0, (self.step - self.stage_start + 1) / max(1, self.config.warmup))
+
+    # ---- state ----
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "stage": self.stage, "stage_start": self.stage_start, "done": self.done,
+            "history": json.dumps(self.history),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "data_rng": _rng_to_plain(self.data_rng.getstate()), "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step, self.stage, self.stage_start = int(state["step"]), int(state["stage"]), int(state["stage_start"])
+        self.done = bool(state["done"])
+        self.history = json.loads(state["history"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_rng.setstate(_rng_from_plain(state["data_rng"]))
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self) -> Path:
+        return ckpt.save_checkpoint(self.run_dir, self.machine, self.step, self.state())
+
+    # ---- data ----
+    def sample_batch(self) -> ProgramBatch:
+        digits = self.stage
+        if self.stage > 1 and self.data_rng.random() < self.config.replay:
+            digits = self.data_rng.randint(1, self.stage - 1)
+        problems = []
+        while len(problems) < self.config.batch_size:
+            p = self.task.sample(self.data_rng, digits)
+            if not self.heldout.contains(digits, p):
+                problems.append(p)
+        programs = [self.task.compile(a, b, self.machine.isa) for a, b in problems]
+        return collate(programs, self.machine.isa).to(self.machine.keys.device)
+
+    def teacher_forcing(self) -> float:
+        c = self.config
+        return max(0.0, c.tf_start * (1 - (self.step - self.stage_start) / max(1, c.tf_steps)))
+
+    # ---- loop ----
+    def train_step(self) -> dict[str, float]:
+        self.machine.train()
+        batch = self.sample_batch()
+        losses = batch_losses(self.machine, batch, self.teacher_forcing(), self.generator, self.config.table_rows)
+        total = sum(self.config.weights.get(k, 1.0) * v for k, v in losses.items())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        norm = torch.nn.utils.clip_grad_norm_([p for p in self.machine.parameters() if p.requires_grad],
+                                              self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        self.scheduler.step()
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["total"] = float(total)
+        out["grad_norm"] = float(norm)
+        out["batch_digits"] = batch.programs[0].digits
+        return out
+
+    def check(self) -> float:
+        """Free-running accuracy on the held-out problems of every size up to the current stage;
+        the stage passes on the worst of them, so learning k digits may not unlearn fewer."""
+        worst = 1.0
+        for digits in range(1, self.stage + 1):
+            problems = self.heldout.get(digits)
+            result = evaluate(self.machine, self.task, digits, len(problems), seed=0, problems=problems,
+                              diagnostics=False, keep_failures=self.on_check is not None)
+            if self.on_check is not None:
+                self.on_check(self, digits, result.failures)
+            record = {"event": "check", "step": self.step, "stage": self.stage, "digits": digits,
+                      "accuracy": result.accuracy, "halted": result.halted, "plan_exact": result.plan_exact,
+                      "trials": result.trials}
+            self.log_metrics(record)
+            self.on_progress(record)
+            worst = min(worst, result.accuracy)
+        return worst
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def run(self, max_steps: int | None = None) -> dict[str, Any]:
+        """Train until every stage passed, a stage ran out of budget, or ``max_steps`` in all."""
+        c = self.config
+        t0, n0 = time.perf_counter(), self.step
+        while not self.done:
+            if max_steps is not None and self.step >= max_steps:
+                break
+            stats = self.train_step()
+            if self.on_step is not None:
+                self.on_step(self)
+            if self.step % c.log_every == 0:
+                elapsed = time.perf_counter() - t0
+                record = {"event": "train", "step": self.step, "stage": self.stage, "tf": self.teacher_forcing(),
+                          "lr": self.scheduler.get_last_lr()[0],
+                          "episodes_per_s": (self.step - n0) * c.batch_size / max(elapsed, 1e-9),
+                          **stats}
+                self.log_metrics(record)
+                self.on_progress(record)
+            if self.step % c.eval_every == 0:
+                accuracy = self.check()
+                if accuracy >= c.threshold:
+                    self._end_stage(passed=True, accuracy=accuracy)
+                elif self.step - self.stage_start >= c.stage_steps:
+                    self._end_stage(passed=False, accuracy=accuracy)
+            if self.step % c.checkpoint_every == 0 or self.done:
+                self.save()
+        if self.step % c.checkpoint_every != 0 and not self.done:
+            self.save()
+        return {"step": self.step, "stage": self.stage, "done": self.done, "history": self.history}
+
+    def _end_stage(self, passed: bool, accuracy: float) -> None:
+        entry = {"stage": self.stage, "passed": passed, "accuracy": accuracy,
+                 "steps": self.step - self.stage_start, "at_step": self.step}
+        self.history.append(entry)
+        self.log_metrics({"event": "stage_end", **entry})
+        self.on_progress({"event": "stage_end", **entry})
+        if not passed or self.stage >= self.config.max_digits:
+            self.done = True
+        else:
+            self.stage += 1
+            self.stage_start = self.step
+        self.save()
+
+
+def _rng_to_plain(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_from_plain(plain: list) -> tuple:
+    version, internal, gauss = plain
+    return (int(version), tuple(int(x) for x in internal), gauss)
+
+
+def config_dict(config: TrainConfig) -> dict[str, Any]:
+    return asdict(config)

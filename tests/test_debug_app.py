@@ -1,0 +1,261 @@
+"""The debugger app through Textual's pilot (keys in, state and rendered text out) and snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from debug_fixtures import make_trace, save_trace, write_store
+from llamacpu.trace import TraceStore
+from tui.app import DebuggerApp, all_bindings
+from tui.model import TraceView
+from tui.screens.debugger import DebuggerScreen
+from tui.screens.store import StoreScreen
+from tui.screens.text import HelpScreen
+from tui.widgets.memory import MemoryView
+
+SIZE = (130, 40)
+WRONG_STEP = 5
+
+
+@pytest.fixture(scope="module")
+def trace_path(tmp_path_factory) -> Path:
+    return save_trace(make_trace(123, 456, wrong_step=WRONG_STEP, doubtful_slot=21),
+                      tmp_path_factory.mktemp("app") / "demo.pt")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return write_store(tmp_path_factory.mktemp("store") / "run")
+
+
+def make_app(trace_path: Path, **kwargs) -> DebuggerApp:
+    return DebuggerApp(view=TraceView.open(trace_path), **kwargs)
+
+
+def screen_text(app: DebuggerApp) -> str:
+    """What the terminal shows, as plain text."""
+    return app.export_screenshot()  # SVG, but every visible character is in it
+
+
+def status(app: DebuggerApp) -> str:
+    return str(app.screen.query_one("#status").render())
+
+
+async def test_step_back_first_last(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, DebuggerScreen) and screen.position == 0
+        await pilot.press("n", "right", "n")
+        assert screen.position == 3
+        await pilot.press("p", "left")
+        assert screen.position == 1
+        await pilot.press("end")
+        assert screen.position == screen.view.length - 1 and "step 13/13" in status(app)
+        await pilot.press("home")
+        assert screen.position == 0
+
+
+async def test_breakpoint_watch_and_continue(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        memory = screen.query_one(MemoryView)
+        memory.cursor = 28
+        await pilot.press("b")
+        assert "PC reaches 0028" in status(app)
+        memory.cursor = 45
+        await pilot.press("w")
+        await pilot.press("c")  # the plan writes r[2] at plan step 45 first
+        assert screen.position == 45 and "watch 0045" in status(app)
+        await pilot.press("c")
+        assert screen.position == screen.view.position_of_step(2) and "PC reaches 0028" in status(app)
+        await pilot.press("c")  # r[2] = 5 + (2+4) mod 10... written at step 10
+        assert screen.view.phase(screen.position) == ("exec", 10)
+        assert "0045 DATA 0 -> DATA" in status(app)
+        await pilot.press("r")
+        assert screen.view.phase(screen.position) == ("exec", 2)
+        text = screen.query_one("#breakpoints").get_option_at_index(0).prompt.plain
+        assert text.startswith("[x] #1 PC reaches 0028")
+        screen.query_one("#breakpoints").focus()
+        await pilot.press("space")
+        assert not screen.session.breakpoints[0].enabled
+        await pilot.press("delete")
+        assert len(screen.session.breakpoints) == 1
+
+
+async def test_condition_dialog_stops_on_wrong_oeu(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await pilot.press("x")
+        await pilot.press("enter")  # the first condition: OEU output differs from expected
+        await pilot.press("c")
+        assert screen.view.phase(screen.position) == ("exec", WRONG_STEP)
+        assert "WRONG" in str(screen.query_one("#oeu").render())
+
+
+async def test_condition_with_threshold(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await pilot.press("x", "down", "enter")  # confidence below x
+        await pilot.press("backspace", "backspace", "backspace", *"0.7", "enter")
+        assert screen.session.breakpoints[0].describe() == "confidence < 0.7"
+        await pilot.press("c")
+        assert screen.position == 21
+
+
+async def test_goto_dialog(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await pilot.press("g", *"7", "enter")
+        assert screen.view.phase(screen.position) == ("exec", 7)
+        await pilot.press("g", *"p4", "enter")
+        assert screen.position == 4
+        await pilot.press("g", *"zz", "enter")
+        assert "not a step" in status(app) and screen.position == 4
+
+
+async def test_help_lists_every_binding(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("Static").render())
+        for _, binding in all_bindings():
+            assert binding.description in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, DebuggerScreen)
+
+
+async def test_palette_offers_every_action(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for where, binding in all_bindings():
+            if where != "store":
+                assert (binding.description if not where else f"{where}: {binding.description}") in titles
+        assert {"Export SVG screenshot", "Export PNG heatmaps", "Export disassembly"} <= titles
+
+
+async def test_palette_runs_an_action(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("colon")
+        await pilot.press(*"last")
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = app.screen_stack[-1]
+        assert isinstance(screen, DebuggerScreen) and screen.position == screen.view.length - 1
+
+
+async def test_screens_listing_and_plan(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("end", "l")
+        text = str(app.screen.query_one(".listing").render())
+        assert "0056  INST   COPY [0050], [0050] -> [0055]" in text
+        await pilot.press("escape", "a")
+        text = str(app.screen.query_one(".listing").render())
+        assert "0021 DATA   3?0.61" in text and "'3' " in text
+
+
+async def test_too_small_terminal_says_so(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=(60, 20)):
+        assert "Terminal too small: 60x20" in str(app.screen.query_one("#too-small").render())
+        assert app.screen.has_class("too-small")
+
+
+async def test_keymap_remaps(trace_path):
+    app = make_app(trace_path, keymap={"step": "j"})
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("j", "j")
+        assert app.screen.position == 2
+
+
+async def test_export(trace_path, tmp_path):
+    app = make_app(trace_path, export_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n", "end", "e")
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == ["demo-step13.png", "demo-step13.svg", "demo-step13.txt"]
+        assert (tmp_path / "demo-step13.png").read_bytes()[:4] == b"\x89PNG"
+        assert "HALT" in (tmp_path / "demo-step13.txt").read_text()
+
+
+async def test_store_browser_and_training_steps(store):
+    rows = TraceStore(store).rows()
+    app = DebuggerApp(store=store, rows=rows)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, StoreScreen) and len(screen.shown) == 4
+        screen.query_one("#f-result").value = "wrong"
+        await pilot.pause()
+        assert {r.correct for r in screen.shown} == {False}
+        screen.query_one("#f-result").clear()
+        screen.query_one("#f-probe").value = "p0"
+        await pilot.pause()
+        assert [r.training_step for r in screen.shown] == [300, 200, 100]
+        await pilot.press("down", "enter")  # training step 200
+        debugger = app.screen
+        assert isinstance(debugger, DebuggerScreen) and debugger.series.current.training_step == 200
+        await pilot.press("g", *"5", "enter", "w")
+        await pilot.press("left_square_bracket")
+        await pilot.pause()
+        earlier = app.screen
+        assert earlier.series.current.training_step == 100
+        assert earlier.view.phase(earlier.position) == ("exec", 5)
+        assert len(earlier.session.breakpoints) == 1
+        assert "WRONG" in str(earlier.query_one("#oeu").render())  # step 100 still got it wrong
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await pilot.pause()
+        assert app.screen.series.current.training_step == 300
+        await pilot.press("right_square_bracket")
+        assert "no later training step" in status(app)
+        await pilot.press("s")
+        assert isinstance(app.screen, StoreScreen)
+
+
+# ---- snapshots (fixed size; regenerate with pytest --snapshot-update) ----
+
+def test_snapshot_execute_step(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["end", "home", *["n"] * 65])
+
+
+def test_snapshot_plan_step(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["g", *"p21", "enter"])
+
+
+def test_snapshot_help(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["question_mark"])
+
+
+def test_snapshot_condition_dialog(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["x"])
+
+
+def test_snapshot_palette(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["colon", *"cont"])
+
+
+def test_snapshot_listing(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["end", "l"])
+
+
+def test_snapshot_plan_screen(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["a"])
+
+
+def test_snapshot_too_small(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=(60, 20))
+
+
+def test_snapshot_store(snap_compare, store):
+    assert snap_compare(DebuggerApp(store=store, rows=TraceStore(store).rows()), terminal_size=SIZE)

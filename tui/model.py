@@ -1,0 +1,396 @@
+"""TraceView: what the debugger shows of a trace at one position, and the facts breakpoints test.
+
+Positions run over one timeline: plan steps ``0..S-1`` (plan step s writes slot ``plan.addr[s]``),
+then execute steps ``S..S+T-1``. At a plan position memory holds the slots planned so far; at an
+execute position it is memory *after* that step, so the slot just written shows its new value.
+Slots are decoded through :meth:`llamacpu.isa.ISA.decode`, only when a row is shown.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llamacpu.isa import EMPTY, INST, ISA, OPCODES, OPDEF, POINTER_NAMES, DecodedSlot
+from llamacpu.trace import trace_isa
+from tui.slot_text import body_text, opcode_name, type_text
+from tui.trace_file import DenseMemory, LazyMemory, open_trace
+
+DISTRIBUTIONS: tuple[str, ...] = ("pc", *POINTER_NAMES)  # rows of the attention heatmap
+ROW_CACHE = 4096  # decoded rows kept: a few screens of a few steps
+
+
+@dataclass(frozen=True)
+class SlotRow:
+    """One memory row as the memory pane shows it."""
+
+    addr: int
+    type: str  # type name, with its probability when in doubt
+    body: str  # value, opcode, instruction or PC
+    confidence: float
+    role: str
+    decoded: DecodedSlot
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Which slots this position touches."""
+
+    pc: int | None  # the instruction run at this step
+    reads: tuple[int, ...]  # slots read through op, src1, src2
+    written: int | None  # slot written this step (plan: the slot planned)
+    changed: frozenset[int]  # slots whose content changed since the previous position
+
+
+@dataclass(frozen=True)
+class OEUView:
+    """The operator execution unit at one execute step."""
+
+    op: str
+    op_prob: float
+    a: int
+    a_prob: float
+    b: int
+    b_prob: float
+    out: int
+    out_prob: float
+    expected: int | None  # None: not known
+    gate: float
+    halt: float
+
+    @property
+    def right(self) -> bool | None:
+        return None if self.expected is None else self.out == self.expected
+
+
+def slot_confidence(isa: ISA, slots: torch.Tensor) -> torch.Tensor:
+    """:attr:`DecodedSlot.confidence` for many slots at once: [..., D] -> [...].
+
+    Mirrors ``ISA.decode`` (tested against it) so that a breakpoint can test every step of a run.
+    """
+    slots = slots.float()
+    tprob, tid = slots[..., isa.type_slice].max(-1)
+    cprob = slots[..., isa.content_slice].max(-1).values
+    keys = slots[..., isa.pointers_slice].unflatten(-1, (isa.layout.n_pointers, isa.layout.key_dim))
+    has_key = keys.norm(dim=-1) > 0.5  # (..., P)
+    pmax = isa.attend(keys).max(-1).values.masked_fill(~has_key, 1.0)  # (..., P)
+    conf = tprob.clone()
+    with_content = (tid == OPDEF) | (tid == 4)  # OPDEF, DATA
+    conf = torch.where(with_content, torch.minimum(conf, cprob), conf)
+    conf = torch.where(tid == INST, torch.minimum(conf, pmax.min(-1).values), conf)
+    conf = torch.where(tid == 1, torch.minimum(conf, pmax[..., 0]), conf)  # REG: its pc pointer
+    return conf
+
+
+def _probabilities(x: torch.Tensor) -> torch.Tensor:
+    """Rows that are already probabilities stay; logits go through softmax: [..., C]."""
+    x = x.float()
+    if bool((x >= 0).all()) and bool(((x.sum(-1) - 1).abs() < 0.05).all()):
+        return x
+    return torch.softmax(x, -1)
+
+
+def entropy_bits(p: torch.Tensor) -> torch.Tensor:
+    """Entropy in bits of distributions [..., N] -> [...]."""
+    p = p.float().clamp(min=0)
+    return -(p * torch.log2(p.clamp(min=1e-12))).sum(-1)
+
+
+class TraceView:
+    """Read-only view of one trace; every per-step read is lazy."""
+
+    def __init__(self, trace: dict[str, Any], memory: LazyMemory | DenseMemory, path: Path | None = None) -> None:
+        self.trace = trace
+        self.path = path
+        self.meta: dict[str, Any] = trace["meta"]
+        self.isa = trace_isa(trace)
+        self.memory = memory
+        plan, ex = trace["plan"], trace["exec"]
+        self.plan_addr = plan["addr"].long().numpy()
+        self.plan_slots: torch.Tensor = plan["slot"]
+        self.n_plan = int(self.plan_addr.shape[0])
+        self.n_exec = int(ex["pc"].shape[0])
+        self.window = int(self.meta["window"])
+        self.roles = {int(k): str(v) for k, v in (self.meta.get("roles") or {}).items()}
+        self.exec = ex
+        self.pc_addr = ex["pc"].argmax(-1).numpy()  # (T,)
+        self.ptr_addr = ex["ptr_attn"].argmax(-1).numpy()  # (T, P)
+        self.gate = ex["write_gate"].float().numpy()
+        self.halt = ex["halt"].float().numpy()
+        self.oeu_out = _probabilities(ex["oeu_out"]) if self.n_exec else ex["oeu_out"].float()
+        self.oeu_pred = self.oeu_out.argmax(-1).numpy() if self.n_exec else np.zeros(0, dtype=np.int64)
+        self.oeu_expected = ex["oeu_expected"].long().numpy()
+        self._rows: OrderedDict[tuple[int, int], SlotRow] = OrderedDict()
+        self._mem_cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._marks: OrderedDict[int, Marks] = OrderedDict()
+
+    @classmethod
+    def open(cls, path: str | Path) -> "TraceView":
+        trace, memory = open_trace(path)
+        return cls(trace, memory, Path(path))
+
+    # ---- positions ----
+    @property
+    def length(self) -> int:
+        return self.n_plan + self.n_exec
+
+    def phase(self, pos: int) -> tuple[str, int]:
+        """("plan", s) or ("exec", t)."""
+        return ("plan", pos) if pos < self.n_plan else ("exec", pos - self.n_plan)
+
+    def label(self, pos: int) -> str:
+        phase, i = self.phase(pos)
+        if phase == "plan":
+            return f"plan {i}/{self.n_plan - 1}"
+        return f"step {i}/{self.n_exec - 1}"
+
+    def position_of_step(self, t: int) -> int:
+        return self.n_plan + t
+
+    @property
+    def title(self) -> str:
+        m = self.meta
+        verdict = "right" if m.get("correct") else "WRONG"
+        step = m.get("training_step")
+        where = f" @ train step {step}" if step is not None else ""
+        name = self.path.name if self.path else "trace"
+        return f"{name}: {m.get('prompt')} = {m.get('produced')} ({verdict}, expected {m.get('expected')}){where}"
+
+    # ---- memory ----
+    def memory_at(self, pos: int) -> torch.Tensor:
+        """Memory after this position: [W, D]."""
+        cached = self._mem_cache.get(pos)
+        if cached is not None:
+            return cached
+        phase, i = self.phase(pos)
+        if phase == "exec":
+            mem = self.memory[i + 1]
+        else:
+            mem = torch.zeros(self.window, self.isa.layout.slot_dim, dtype=self.plan_slots.dtype)
+            mem[:, EMPTY] = 1.0
+            upto = self.plan_addr[: i + 1]
+            mem[torch.from_numpy(upto)] = self.plan_slots[: i + 1]
+        self._mem_cache[pos] = mem
+        if len(self._mem_cache) > 8:
+            self._mem_cache.popitem(last=False)
+        return mem
+
+    def memory_before(self, pos: int) -> torch.Tensor:
+        phase, i = self.phase(pos)
+        if phase == "exec":
+            return self.memory[i]
+        if pos == 0:
+            mem = torch.zeros(self.window, self.isa.layout.slot_dim)
+            mem[:, EMPTY] = 1.0
+            return mem
+        return self.memory_at(pos - 1)
+
+    def row(self, pos: int, addr: int) -> SlotRow:
+        key = (pos, addr)
+        hit = self._rows.get(key)
+        if hit is not None:
+            return hit
+        mem = self.memory_at(pos)
+        row = self._make_row(mem, addr)
+        self._rows[key] = row
+        if len(self._rows) > ROW_CACHE:
+            self._rows.popitem(last=False)
+        return row
+
+    def _make_row(self, mem: torch.Tensor, addr: int) -> SlotRow:
+        slot = self.isa.decode(mem[addr])
+
+        def operator(a: int) -> str | None:
+            if not 0 <= a < mem.shape[0]:
+                return None
+            target = self.isa.decode(mem[a])
+            return opcode_name(target.content) if target.type_id == OPDEF else None
+
+        return SlotRow(addr, type_text(slot), body_text(slot, operator), slot.confidence,
+                       self.roles.get(addr, ""), slot)
+
+    def decode_at(self, mem: torch.Tensor, addr: int) -> SlotRow:
+        """A row of any memory image (the watch pane's old value, the plan target)."""
+        return self._make_row(mem, addr)
+
+    def disassembly(self, pos: int) -> list[str]:
+        """The memory window at this position as pseudo-assembly, EMPTY slots without a role left out."""
+        lines = []
+        for addr in range(self.window):
+            r = self.row(pos, addr)
+            if r.decoded.type_id != EMPTY or r.role:
+                line = f"{addr:04d}  {r.type:<6} {r.body}".rstrip()
+                lines.append(f"{line:<40} ; {r.role}" if r.role else line)
+        return lines
+
+    def marks(self, pos: int) -> Marks:
+        cached = self._marks.get(pos)
+        if cached is None:
+            cached = self._marks[pos] = self._make_marks(pos)
+            if len(self._marks) > 64:
+                self._marks.popitem(last=False)
+        return cached
+
+    def _make_marks(self, pos: int) -> Marks:
+        phase, i = self.phase(pos)
+        if phase == "plan":
+            addr = int(self.plan_addr[i])
+            return Marks(None, (), addr, frozenset((addr,)))
+        pc = int(self.pc_addr[i])
+        inst = self.isa.decode(self.memory[i][pc]) if pc < self.window else None
+        used = [p is not None for p in inst.pointers] if inst and inst.type_id == INST else [False] * 4
+        reads = tuple(int(self.ptr_addr[i, p]) for p in range(3) if used[p])
+        written = int(self.ptr_addr[i, 3]) if self.gate[i] > 0.5 else None
+        return Marks(pc, reads, written, frozenset(int(a) for a in self.memory.changed(i)))
+
+    # ---- one execute step ----
+    def distributions(self, pos: int) -> np.ndarray | None:
+        """PC, op, src1, src2, dst attention over addresses at this step: [5, W] (None in plan)."""
+        phase, t = self.phase(pos)
+        if phase == "plan":
+            return None
+        pc = self.exec["pc"][t].float().unsqueeze(0)
+        ptr = self.exec["ptr_attn"][t].float()
+        return torch.cat([pc, ptr]).numpy()
+
+    def steps_view(self, dist: int, steps: range, addrs: range) -> np.ndarray:
+        """One distribution across steps: [len(addrs), len(steps)] (addresses x steps)."""
+        if dist == 0:
+            block = self.exec["pc"][steps.start:steps.stop, addrs.start:addrs.stop]
+        else:
+            block = self.exec["ptr_attn"][steps.start:steps.stop, dist - 1, addrs.start:addrs.stop]
+        return block.float().numpy().T
+
+    def oeu(self, pos: int) -> OEUView | None:
+        phase, t = self.phase(pos)
+        if phase == "plan":
+            return None
+        ins = self.exec["oeu_in"][t].float()
+        n_ops = len(OPCODES)
+        op_p, op = ins[0, :n_ops].max(-1)
+        a_p, a = ins[1].max(-1)
+        b_p, b = ins[2].max(-1)
+        out = self.oeu_out[t]
+        expected = int(self.oeu_expected[t])
+        return OEUView(opcode_name(int(op)), float(op_p), int(a), float(a_p), int(b), float(b_p),
+                       int(self.oeu_pred[t]), float(out.max()), expected if expected >= 0 else None,
+                       float(self.gate[t]), float(self.halt[t]))
+
+    def step_entropy(self, pos: int) -> np.ndarray | None:
+        """Entropy in bits of PC, op, src1, src2, dst at this step: [5]."""
+        d = self.distributions(pos)
+        return None if d is None else entropy_bits(torch.from_numpy(d)).numpy()
+
+    def pc_target(self, pos: int) -> int | None:
+        phase, t = self.phase(pos)
+        if phase == "plan":
+            return None
+        target = int(self.exec["pc_target"][t])
+        return target if target >= 0 else None
+
+    def prompt_attention(self, s: int) -> np.ndarray | None:
+        attn = self.trace["plan"].get("prompt_attn")
+        return None if attn is None else attn[s].float().numpy()
+
+    @property
+    def prompt_pieces(self) -> list[str]:
+        return [str(p) for p in self.trace.get("prompt_pieces", [])]
+
+    @cached_property
+    def plan_exact(self) -> int | None:
+        """How many planned slots read differently from the plan's target (None: no target)."""
+        target = self.trace["plan"].get("target")
+        if target is None:
+            return None
+        differ = 0
+        for s in range(self.n_plan):
+            got, want = self.isa.decode(self.plan_slots[s]), self.isa.decode(target[s])
+            same = got.type_id == want.type_id
+            if want.type_id in (OPDEF, 4):  # OPDEF, DATA: the content matters
+                same &= got.content == want.content
+            for g, w in zip(got.pointers, want.pointers):
+                if w is not None:
+                    same &= g is not None and g[0] == w[0]
+            differ += not same
+        return differ
+
+    # ---- facts over the whole timeline, for breakpoints: bool [S + T] ----
+    def _timeline(self, plan: np.ndarray | None = None, execute: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros(self.length, dtype=bool)
+        if plan is not None:
+            out[: self.n_plan] = plan
+        if execute is not None:
+            out[self.n_plan:] = execute
+        return out
+
+    def pc_reaches(self, addr: int) -> np.ndarray:
+        return self._timeline(execute=self.pc_addr == addr)
+
+    def writes(self, addr: int) -> np.ndarray:
+        execute = np.zeros(self.n_exec, dtype=bool)
+        execute[self.memory.writes_to(addr)] = True
+        return self._timeline(plan=self.plan_addr == addr, execute=execute)
+
+    def oeu_wrong(self) -> np.ndarray:
+        known = self.oeu_expected >= 0
+        return self._timeline(execute=known & (self.oeu_pred != self.oeu_expected))
+
+    def halting(self) -> np.ndarray:
+        return self._timeline(execute=self.halt > 0.5)
+
+    def pc_not_instruction(self) -> np.ndarray:
+        return self._timeline(execute=self._sweep["pc_type"] != INST)
+
+    def low_confidence(self, below: float) -> np.ndarray:
+        return self._timeline(plan=self._plan_confidence < below, execute=self._sweep["confidence"] < below)
+
+    def high_entropy(self, above: float) -> np.ndarray:
+        return self._timeline(execute=self._entropy > above)
+
+    @cached_property
+    def _plan_confidence(self) -> np.ndarray:
+        return slot_confidence(self.isa, self.plan_slots).numpy()
+
+    @cached_property
+    def _entropy(self) -> np.ndarray:
+        """Per execute step, the largest entropy (bits) among PC and the pointers the fetched
+        instruction sets (an unset pointer attends uniformly by construction: not a doubt)."""
+        out = np.zeros(self.n_exec, dtype=np.float32)
+        used = self._sweep["used"]  # (T, P)
+        for lo in range(0, self.n_exec, 1024):
+            hi = min(lo + 1024, self.n_exec)
+            h_pc = entropy_bits(self.exec["pc"][lo:hi])
+            h_ptr = entropy_bits(self.exec["ptr_attn"][lo:hi]).masked_fill(~torch.from_numpy(used[lo:hi]), 0.0)
+            out[lo:hi] = torch.maximum(h_pc, h_ptr.max(-1).values).numpy()
+        return out
+
+    @cached_property
+    def _sweep(self) -> dict[str, np.ndarray]:
+        """One pass over the run gathering the slots each step touches (memory before the step):
+        the instruction at the PC, its op/src1/src2 targets, and dst after the write."""
+        T, isa = self.n_exec, self.isa
+        touched = np.concatenate([self.pc_addr[:, None], self.ptr_addr], axis=1).clip(0, self.window - 1)  # (T, 5)
+        rows = torch.zeros(T, 6, isa.layout.slot_dim)
+        for k, mem in enumerate(self.memory.walk()):
+            if k < T:
+                rows[k, :5] = mem[torch.from_numpy(touched[k])].float()
+            if k > 0:
+                rows[k - 1, 5] = mem[touched[k - 1, 4]].float()
+        inst = rows[:, 0]
+        keys = inst[:, isa.pointers_slice].unflatten(-1, (isa.layout.n_pointers, isa.layout.key_dim))
+        used = (keys.norm(dim=-1) > 0.5).numpy()  # (T, P)
+        pc_type = inst[:, isa.type_slice].argmax(-1).numpy()
+        conf = np.concatenate([slot_confidence(isa, rows[lo:lo + 512]).numpy()
+                               for lo in range(0, T, 512)]) if T else np.ones((0, 6))  # (T, 6)
+        mask = np.ones_like(conf, dtype=bool)
+        mask[:, 1:4] = used[:, :3]
+        mask[:, 4] = False  # dst before the write is not read
+        mask[:, 5] = self.gate > 0.5
+        confidence = np.where(mask, conf, 1.0).min(-1)
+        return {"used": used, "pc_type": pc_type, "confidence": confidence}
