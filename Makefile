@@ -19,7 +19,7 @@ $(BIN)/llamacpu: pyproject.toml
 install: $(BIN)/llamacpu
 
 demo: install
-	$(BIN)/llamacpu train --run runs/demo --max-digits 2
+	$(BIN)/llamacpu train --run runs/quickstart --max-digits 2
 
 test: install
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q

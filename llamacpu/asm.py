@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from llamacpu.controller import Prompt
 from llamacpu.errors import LlamaCPUError
 from llamacpu.isa import DATA, EMPTY, INST, ISA, OP, OPCODES, OPDEF, REG, SLOT_TYPES, execute_op
 from llamacpu.trace import SCHEMA, exec_record, new_meta
@@ -291,15 +292,13 @@ def run_program(machine: Any, asm: Assembly, source: str = "", **meta: Any) -> d
         raise AsmError(f"{source or 'program'}: needs {asm.window} slots, this machine has {isa.layout.n_slots}")
     ref = reference_run(asm, isa.layout.n_values)
     device = machine.keys.device
-    pad = machine.controller.tokenizer.pad_id
-    ids = torch.full((1, 1), pad, dtype=torch.long, device=device)
-    mask = torch.zeros(1, 1, dtype=torch.long, device=device)
+    prompt = Prompt.padding(1, machine.controller.tokenizer.pad_id, device)
     memory = asm.image.unsqueeze(0).to(device)  # (1, W, D)
     was_training = machine.training
     machine.eval()
     try:
         with torch.no_grad():
-            ex = machine.execute(ids, mask, memory, step_limit(max(len(ref.pc), 1)), hard=True, record=True)
+            ex = machine.execute(prompt, memory, step_limit(max(len(ref.pc), 1)), hard=True, record=True)
     finally:
         machine.train(was_training)
     final = ex.memory[0, :, isa.content_slice].argmax(-1).cpu()  # (W,)

@@ -87,6 +87,11 @@ def trainable_state(machine: Machine) -> dict[str, torch.Tensor]:
     return {n: t.detach().contiguous().cpu() for n, t in machine.state_dict().items() if n in names}
 
 
+def _latest_name(run_dir: Path) -> str | None:
+    pointer = run_dir / LATEST
+    return pointer.read_text().strip() if pointer.is_file() else None
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     pointer = run_dir / LATEST
     if not pointer.is_file():
@@ -111,10 +116,20 @@ def save_checkpoint(run_dir: Path, machine: Machine, step: int, state: dict[str,
         peft_model.save_pretrained(str(tmp / "adapter"))
     torch.save(state, tmp / "state.pt")
     _fsync_dir(tmp)
+    backup = None
+    if final.exists() and _latest_name(run_dir) == final.name:
+        # The newest step written again (a stage end on a checkpoint step): `latest` names a
+        # complete checkpoint at every moment, here a hard-linked copy of the one replaced.
+        backup = run_dir / f".old-ckpt-{step:07d}-{os.getpid()}"
+        shutil.rmtree(backup, ignore_errors=True)
+        shutil.copytree(final, backup, copy_function=_link_or_copy)
+        _atomic_write_text(run_dir / LATEST, backup.name)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     _atomic_write_text(run_dir / LATEST, final.name)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
     old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
     for p in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
@@ -163,6 +178,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)
 
 
 def _fsync_dir(path: Path) -> None:

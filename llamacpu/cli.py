@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:  # a command module not written yet: its commands are absent
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -53,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except LlamaCPUError as err:
         print(f"llamacpu {args.command}: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `llamacpu disasm ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"llamacpu {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, or auto (default: cuda if available)")
     p.add_argument("--traces", type=Path, default=None, help="trace store (default traces/<run folder name>)")
     p.add_argument("--probe-every", type=int, default=None,
-                   help="record the probe problems every K steps (default 500; 0: never)")
+                   help="record the probe problems every K steps (default 200; 0: never)")
     p.add_argument("--probes", default=None, help="probe problems, comma separated (default \"3 + 5,47 + 38,512 + 489\")")
     p.add_argument("--no-traces", action="store_true", help="record no traces while training")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -155,10 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _make_recorder(args: argparse.Namespace, run_dir: Path, config: ckpt.RunConfig, machine: Any) -> Any:
     if args.no_traces:
         return None
-    try:
-        from llamacpu.recording import TrainingRecorder
-    except ModuleNotFoundError:
-        return None
+    from llamacpu.recording import TrainingRecorder
+
     store = args.traces or Path("traces") / run_dir.name
     probes = args.probes.split(",") if args.probes else None
     return TrainingRecorder(store, run_dir, config, machine, probe_every=args.probe_every, probes=probes)
@@ -196,8 +194,8 @@ class _Display:
     def update(self, record: dict[str, Any]) -> None:
         event = record["event"]
         if event == "train":
-            info = (f"loss {record['total']:.3f}  answer {record['answer']:.3f}  pc {record['pc']:.3f}  "
-                    f"oeu {record['oeu']:.3f}  {record['episodes_per_s']:.0f} ep/s  {self.last_check}")
+            info = (f"loss {record['loss_total']:.3f}  answer {record['loss_answer']:.3f}  "
+                    f"pc {record['loss_pc']:.3f}  oeu {record['loss_oeu']:.3f}  {record['episodes_per_s']:.0f} ep/s  {self.last_check}")
             task = self._task(record["stage"])
             self.progress.update(task, completed=record["step"], info=info)
         elif event == "check":

@@ -21,6 +21,7 @@ from llamacpu.errors import LlamaCPUError
 
 import importlib.metadata
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from llamacpu.memory import shift_distribution
 log = logging.getLogger(__name__)
 
 PRESETS = ("tiny", "smollm2")
+MAX_PLACE = 32  # place values past this share one embedding
+MAX_NUMBERS = 4  # numbers past the fourth share one embedding
 CHARS = " 0123456789+-*/=?.,abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -84,16 +87,78 @@ class PromptTokenizer:
         ids = self.hf(text, add_special_tokens=False)["input_ids"]
         return ids, [self.hf.decode([i]) for i in ids]
 
-    def batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids [B, L] and mask [B, L], left-padded so every prompt ends where the slots begin."""
-        seqs = [self.pieces(t)[0] for t in texts]
-        width = max(len(s) for s in seqs)
+    def encode(self, text: str) -> tuple[list[int], list[int], list[int]]:
+        """Token ids of ``text`` and, per token, its place value and number index (see :class:`Prompt`)."""
+        if self.hf is None:
+            enc = self.tok.encode(text)
+            ids, offsets = enc.ids, enc.offsets
+        else:
+            try:
+                enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
+                ids, offsets = enc["input_ids"], enc["offset_mapping"]
+            except NotImplementedError:  # slow tokenizers have no offsets: no place values
+                ids = self.hf(text, add_special_tokens=False)["input_ids"]
+                return ids, [0] * len(ids), [0] * len(ids)
+        place, number = digit_places(text)
+        last = [end - 1 if end > 0 else 0 for _, end in offsets]  # a token's place is its last char's
+        return ids, [place[i] if text else 0 for i in last], [number[i] if text else 0 for i in last]
+
+    def batch(self, texts: list[str]) -> Prompt:
+        """Left-padded prompts, so every prompt ends where the slots begin."""
+        seqs = [self.encode(t) for t in texts]
+        width = max(len(s[0]) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros(len(seqs), width, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
-        return ids, mask
+        places = torch.zeros(len(seqs), width, dtype=torch.long)
+        numbers = torch.zeros(len(seqs), width, dtype=torch.long)
+        for i, (tok, place, number) in enumerate(seqs):
+            if tok:
+                ids[i, width - len(tok):] = torch.tensor(tok, dtype=torch.long)
+                mask[i, width - len(tok):] = 1
+                places[i, width - len(tok):] = torch.tensor(place, dtype=torch.long).clamp(max=MAX_PLACE)
+                numbers[i, width - len(tok):] = torch.tensor(number, dtype=torch.long).clamp(max=MAX_NUMBERS)
+        return Prompt(ids, mask, places, numbers)
+
+
+def digit_places(text: str) -> tuple[list[int], list[int]]:
+    """Per character: place value counted from the right of its number (1 = units, 0 = not a
+    digit) and which number it belongs to (1 = first, 0 = not a digit).
+
+    >>> digit_places("12 + 345")
+    ([2, 1, 0, 0, 0, 3, 2, 1], [1, 1, 0, 0, 0, 2, 2, 2])
+    """
+    place, number = [0] * len(text), [0] * len(text)
+    for j, run in enumerate(re.finditer(r"\d+", text), start=1):
+        for k in range(run.start(), run.end()):
+            place[k], number[k] = run.end() - k, j
+    return place, number
+
+
+@dataclass
+class Prompt:
+    """A batch of left-padded prompts.
+
+    Beside the token ids, every token carries the place value of its digit (units 1, tens 2, ...)
+    and which number of the prompt it is in: a causal LM reads ``123 + 456`` left to right, so
+    when it reaches ``1`` it cannot know that the digit is a hundreds digit. These indices feed
+    learned embeddings added to the token embeddings (after Abacus embeddings, McLeish et al.
+    2024), so the plan heads can look a digit up by (number, place).
+    """
+
+    ids: torch.Tensor  # [B, L] long
+    mask: torch.Tensor  # [B, L] long, 1 = token, 0 = left padding
+    places: torch.Tensor  # [B, L] long, 0..MAX_PLACE
+    numbers: torch.Tensor  # [B, L] long, 0..MAX_NUMBERS
+
+    def to(self, device: torch.device | str) -> Prompt:
+        return Prompt(self.ids.to(device), self.mask.to(device), self.places.to(device), self.numbers.to(device))
+
+    @staticmethod
+    def padding(batch: int, pad_id: int, device: torch.device | str = "cpu") -> Prompt:
+        """One masked pad token per row: the prompt of a program that was not compiled from text
+        (an empty prompt, L = 0, does not fit the backbone's KV cache)."""
+        zeros = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        return Prompt(torch.full_like(zeros, pad_id), zeros, zeros.clone(), zeros.clone())
 
 
 class PointerHead(nn.Module):
@@ -137,6 +202,8 @@ class Controller(nn.Module):
         self.slot_encoder = nn.Sequential(nn.Linear(lay.slot_dim, d), nn.GELU(), nn.Linear(d, d))
         self.page_emb = nn.Embedding(lay.n_pages, d)
         self.offset_emb = nn.Embedding(lay.page_size, d)
+        self.place_emb = nn.Embedding(MAX_PLACE + 1, d, padding_idx=0)
+        self.number_emb = nn.Embedding(MAX_NUMBERS + 1, d, padding_idx=0)
         self.plan_query = nn.Parameter(torch.zeros(d))
         self.exec_query = nn.Parameter(torch.zeros(d))
         self.type_head = nn.Linear(d, lay.n_types)
@@ -144,8 +211,11 @@ class Controller(nn.Module):
         self.content_head = nn.Linear(d, lay.n_values)
         self.pc_head = PointerHead(d, lay.n_slots, config.max_offset)
         self.page_size = lay.page_size
-        for emb in (self.page_emb, self.offset_emb):
+        for emb in (self.page_emb, self.offset_emb, self.place_emb, self.number_emb):
             nn.init.normal_(emb.weight, std=0.02)
+        with torch.no_grad():
+            self.place_emb.weight[0].zero_()
+            self.number_emb.weight[0].zero_()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -154,6 +224,11 @@ class Controller(nn.Module):
     def address_embedding(self, window: int, device: torch.device) -> torch.Tensor:
         addr = torch.arange(window, device=device)
         return self.page_emb(addr // self.page_size) + self.offset_emb(addr % self.page_size)  # (W, d)
+
+    def prompt_embedding(self, prompt: Prompt) -> torch.Tensor:
+        """Token embeddings plus place-value and number embeddings: [B, L, d] float."""
+        tokens = self.backbone.get_input_embeddings()(prompt.ids).float()
+        return tokens + self.place_emb(prompt.places) + self.number_emb(prompt.numbers)
 
     def _run(self, embeds: torch.Tensor, mask: torch.Tensor, past: Any = None, attentions: bool = False) -> Any:
         """One backbone pass over embeds [B, M, d] with the full mask [B, L + M]."""
@@ -168,14 +243,15 @@ class Controller(nn.Module):
             output_attentions=attentions,
         )
 
-    def plan(self, ids: torch.Tensor, mask: torch.Tensor, window: int, attentions: bool = False) -> PlanHeads:
-        """Compile: prompt ids [B, L] -> heads for every slot of a window of W addresses."""
-        b, l = ids.shape
-        device = ids.device
-        prompt = self.backbone.get_input_embeddings()(ids).float()  # (B, L, d)
+    def plan(self, prompt: Prompt, window: int, attentions: bool = False) -> PlanHeads:
+        """Compile: a prompt [B, L] -> heads for every slot of a window of W addresses."""
+        b, l = prompt.ids.shape
+        device = prompt.ids.device
+        mask = prompt.mask
+        embeds = self.prompt_embedding(prompt)  # (B, L, d)
         queries = (self.plan_query + self.address_embedding(window, device)).expand(b, -1, -1)  # (B, W, d)
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
-        out = self._run(torch.cat([prompt, queries], dim=1), full_mask, attentions=attentions)
+        out = self._run(torch.cat([embeds, queries], dim=1), full_mask, attentions=attentions)
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
         own = torch.eye(window, device=device).expand(b, -1, -1)  # (B, W, W) each query's own address
         pointers = torch.stack([head(h, own) for head in self.pointer_heads], dim=2)  # (B, W, P, W)
@@ -184,12 +260,11 @@ class Controller(nn.Module):
             prompt_attn = out.attentions[-1][:, :, l:, :l].float().mean(1)  # (B, W, L)
         return PlanHeads(self.type_head(h), pointers, self.content_head(h), prompt_attn)
 
-    def encode_prompt(self, ids: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def encode_prompt(self, prompt: Prompt) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The prompt's keys and values per layer, computed once and reused by every cycle."""
         from transformers import DynamicCache
 
-        prompt = self.backbone.get_input_embeddings()(ids)
-        out = self._run(prompt, mask, past=DynamicCache())
+        out = self._run(self.prompt_embedding(prompt), prompt.mask, past=DynamicCache())
         return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
 
     def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,

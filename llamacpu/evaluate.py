@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from llamacpu.controller import Prompt
 from llamacpu.machine import Execution, Machine, Plan
 from llamacpu.tasks import AdditionTask, Program, ProgramBatch, collate
 from llamacpu.tasks.base import IGNORE
@@ -23,13 +24,20 @@ class FreeRun:
     """One batch of free-running episodes."""
 
     batch: ProgramBatch
-    ids: torch.Tensor  # [B, L]
-    mask: torch.Tensor  # [B, L]
+    prompt: Prompt  # [B, L]
     plan: Plan
     execution: Execution
     produced: list[int]  # the answer read from the result slots (-1: not a number)
     correct: list[bool]
     plan_exact: list[bool]
+
+    @property
+    def ids(self) -> torch.Tensor:  # [B, L]
+        return self.prompt.ids
+
+    @property
+    def mask(self) -> torch.Tensor:  # [B, L]
+        return self.prompt.mask
 
 
 def step_limit(program_steps: int) -> int:
@@ -41,21 +49,20 @@ def free_run(machine: Machine, programs: list[Program], record: bool = False, fr
     """Run programs of one size free running (hard reads, argmax choices)."""
     device = machine.keys.device
     batch = collate(programs, machine.isa).to(device)
-    ids, mask = machine.controller.tokenizer.batch(batch.prompts)
-    ids, mask = ids.to(device), mask.to(device)
+    prompt = machine.controller.tokenizer.batch(batch.prompts).to(device)
     was_training = machine.training
     machine.eval()
     try:
         with torch.no_grad():
-            plan = machine.plan(ids, mask, batch.window, record=record)
+            plan = machine.plan(prompt, batch.window, record=record)
             start = batch.memory if from_target else machine.harden(plan.memory)
-            execution = machine.execute(ids, mask, start, step_limit(batch.steps), hard=True, record=record)
+            execution = machine.execute(prompt, start, step_limit(batch.steps), hard=True, record=record)
     finally:
         machine.train(was_training)
     digits = machine.read_answer(execution.memory, batch.answer_slots).argmax(-1)  # (B, R)
     produced = [AdditionTask.answer_from_digits(row.tolist()) for row in digits]
     correct = [bool(h) and p == prog.answer for h, p, prog in zip(execution.halted.tolist(), produced, programs)]
-    return FreeRun(batch, ids, mask, plan, execution, produced, correct, plan_exact(plan, batch))
+    return FreeRun(batch, prompt, plan, execution, produced, correct, plan_exact(plan, batch))
 
 
 def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from llamacpu import memory as swm
-from llamacpu.controller import Controller
+from llamacpu.controller import Controller, Prompt
 from llamacpu.isa import DATA, HALT_OP, ISA, OPCODES
 from llamacpu.oeu import OperatorExecutionUnit
 
@@ -73,8 +73,8 @@ class Machine(nn.Module):
         self.register_buffer("keys", isa.keys.clone(), persistent=False)  # [N, A]
 
     # ---- plan ----
-    def plan(self, ids: torch.Tensor, mask: torch.Tensor, window: int, record: bool = False) -> Plan:
-        heads = self.controller.plan(ids, mask, window, attentions=record)
+    def plan(self, prompt: Prompt, window: int, record: bool = False) -> Plan:
+        heads = self.controller.plan(prompt, window, attentions=record)
         memory = self.compose(
             torch.softmax(heads.type_logits, -1), heads.pointers, torch.softmax(heads.content_logits, -1)
         )
@@ -101,8 +101,7 @@ class Machine(nn.Module):
     # ---- execute ----
     def execute(
         self,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
+        prompt: Prompt,
         memory: torch.Tensor,
         steps: int,
         teacher: Teacher | None = None,
@@ -111,12 +110,12 @@ class Machine(nn.Module):
     ) -> Execution:
         """Run ``steps`` cycles (training: exactly the target's steps; free running: the limit).
 
-        ids, mask: [B, L] prompt; memory: [B, W, D].
+        prompt: [B, L]; memory: [B, W, D].
         """
         isa = self.isa
         b, w, _ = memory.shape
         n_ops = len(OPCODES)
-        prompt_kv = self.controller.encode_prompt(ids, mask)
+        prompt_kv = self.controller.encode_prompt(prompt)
         data_type = F.one_hot(torch.tensor(DATA, device=memory.device), isa.layout.n_types).float()
         zero_ptrs = torch.zeros(isa.layout.n_pointers * isa.layout.key_dim, device=memory.device)
         new_slot_head = torch.cat([data_type, zero_ptrs]).expand(b, -1)  # (B, K + P*A)
@@ -132,7 +131,7 @@ class Machine(nn.Module):
             if hard:
                 reg_ptr = _hard(reg_ptr)
             current = swm.read(memory, reg_ptr)  # (B, D) the instruction last run
-            pc = self.controller.next_pc(prompt_kv, mask, memory, current, reg_ptr)  # (B, W)
+            pc = self.controller.next_pc(prompt_kv, prompt.mask, memory, current, reg_ptr)  # (B, W)
             pcs.append(pc)
             pc_used = _hard(pc) if hard else pc
             if teacher is not None and teacher.p_pc > 0:

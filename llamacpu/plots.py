@@ -151,13 +151,19 @@ def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
     losses: dict[str, list[tuple[float, float]]] = defaultdict(list)
     accs: dict[str, list[tuple[float, float]]] = defaultdict(list)
     stage_starts: dict[int, float] = {}
+    seen_stages: set[int] = set()
     for i, r in enumerate(records):
         x = _number(r.get(x_key)) if x_key else float(i)
+        stage = r.get("stage")
+        if isinstance(stage, int):
+            seen_stages.add(stage)
+            if r.get("event") == "stage_end" and _number(r.get("at_step")) is not None:
+                stage_starts[stage + 1] = float(r["at_step"])  # where the next stage began
+                continue
+            if x is not None and stage not in stage_starts:
+                stage_starts[stage] = 0.0 if stage == 1 else x
         if x is None:
             continue
-        stage = r.get("stage")
-        if isinstance(stage, int) and stage not in stage_starts:
-            stage_starts[stage] = x
         for k, v in r.items():
             y = _number(v)
             if y is None:
@@ -167,6 +173,7 @@ def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
             elif "acc" in k.lower() or k.lower() in ("plan_exact", "from_target"):
                 label = k if "digits" not in r else f"{k}, {r['digits']} digit{'' if r['digits'] == 1 else 's'}"
                 accs[label].append((x, y))
+    stage_starts = {k: v for k, v in stage_starts.items() if k in seen_stages}
     if not losses and not accs:
         raise PlotError("metrics.jsonl holds no loss or accuracy figures to plot")
     fig = Figure(figsize=(13, 9), layout="constrained")

@@ -9,6 +9,7 @@ as an uninterrupted one would.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import random
 import time
@@ -95,9 +96,8 @@ def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: to
                  table_rows: int) -> dict[str, torch.Tensor]:
     """Every loss of one batch, unweighted. The whole execute phase keeps its graph."""
     device = machine.keys.device
-    ids, mask = machine.controller.tokenizer.batch(batch.prompts)
-    ids, mask = ids.to(device), mask.to(device)
-    plan = machine.plan(ids, mask, batch.window)
+    prompt = machine.controller.tokenizer.batch(batch.prompts).to(device)
+    plan = machine.plan(prompt, batch.window)
     losses = {
         "type": F.cross_entropy(plan.type_logits.flatten(0, 1), batch.types.flatten()),
         "pointer": F.nll_loss(plan.pointers.clamp(min=1e-9).log().flatten(0, 2), batch.pointers.flatten(),
@@ -109,7 +109,7 @@ def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: to
         use = (torch.rand(memory.shape[0], generator=generator) < tf).to(device)
         memory = torch.where(use[:, None, None], batch.memory, memory)
     teacher = Teacher(batch.pc, batch.oeu_result, p_pc=tf, p_result=tf, generator=generator)
-    ex = machine.execute(ids, mask, memory, batch.steps, teacher=teacher)
+    ex = machine.execute(prompt, memory, batch.steps, teacher=teacher)
     losses["pc"] = F.nll_loss(ex.pc.clamp(min=1e-9).log().flatten(0, 1), batch.pc.flatten())
     losses["oeu"] = F.cross_entropy(ex.oeu_logits.flatten(0, 1), batch.oeu_result.flatten())
     halt_target = torch.zeros_like(ex.halt)
@@ -182,6 +182,20 @@ class Trainer:
         self.data_rng.setstate(_rng_from_plain(state["data_rng"]))
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        self._forget_metrics_after(self.step)
+
+    def _forget_metrics_after(self, step: int) -> None:
+        """A run interrupted after its last checkpoint logged steps that the resume will run
+        again: drop those records so ``metrics.jsonl`` reads as one uninterrupted run."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if line.strip() and _record_step(json.loads(line)) <= step]
+        if len(kept) != len(lines):
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
 
     def save(self) -> Path:
         return ckpt.save_checkpoint(self.run_dir, self.machine, self.step, self.state())
@@ -216,8 +230,8 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         self.scheduler.step()
-        out = {k: float(v.detach()) for k, v in losses.items()}
-        out["total"] = float(total)
+        out = {f"loss_{k}": float(v.detach()) for k, v in losses.items()}
+        out["loss_total"] = float(total.detach())
         out["grad_norm"] = float(norm)
         out["batch_digits"] = batch.programs[0].digits
         return out
@@ -286,6 +300,11 @@ class Trainer:
             self.stage += 1
             self.stage_start = self.step
         self.save()
+
+
+def _record_step(record: dict[str, Any]) -> int:
+    """The step a metrics record belongs to (stage ends name it ``at_step``)."""
+    return int(record.get("step", record.get("at_step", 0)))
 
 
 def _rng_to_plain(state: tuple) -> list:

@@ -58,6 +58,30 @@ async def test_step_back_first_last(trace_path):
         assert screen.position == 0
 
 
+async def test_a_step_repaints_only_rows_it_changed(trace_path):
+    """Stepping repaints the rows the step changed or marks; the screen then equals a full repaint."""
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        memory = app.screen.query_one(MemoryView)
+        await pilot.press("g", *"0", "enter")
+        painted = []
+        render_line = memory.render_line
+        memory.render_line = lambda y: painted.append(y) or render_line(y)
+        partial = 0
+        for _ in range(12):
+            painted.clear()
+            top = memory.scroll_y
+            await pilot.press("n")
+            stepped = screen_text(app)
+            if memory.scroll_y == top:  # a scroll repaints every row
+                assert 0 < len(painted) < memory.scrollable_content_region.height
+                partial += 1
+            memory.refresh()
+            await pilot.pause()
+            assert screen_text(app) == stepped
+        assert partial >= 6
+
+
 async def test_breakpoint_watch_and_continue(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -118,6 +142,70 @@ async def test_goto_dialog(trace_path):
         assert screen.position == 4
         await pilot.press("g", *"zz", "enter")
         assert "not a step" in status(app) and screen.position == 4
+
+
+async def test_search_slots_jumps_to_the_next_match(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen, memory = app.screen, app.screen.query_one(MemoryView)
+        await pilot.press("end", "slash", *"INST", "enter")
+        first = memory.cursor
+        assert screen.view.row(screen.position, first).type == "INST"
+        assert f"{first:04d} INST" in status(app) and "slots match 'INST'" in status(app)
+        await pilot.press("slash", "enter")  # the last search is offered again: the next match
+        assert memory.cursor > first and screen.view.row(screen.position, memory.cursor).type == "INST"
+        await pilot.press("slash", *"r[2]", "enter")  # typing replaces the offered text
+        assert memory.cursor == 45 and "; r[2]" in status(app)
+        await pilot.press("slash", *"7", "enter")
+        assert memory.cursor == 7
+        await pilot.press("slash", *"carry[9]", "enter")
+        assert memory.cursor == 7 and "no slot matches 'carry[9]'" in status(app)
+        await pilot.press("slash", *"55", "enter")  # a slot below the screen scrolls into view
+        top = int(memory.scroll_y)
+        assert top <= 55 < top + memory.scrollable_content_region.height
+        assert "0055" in screen_text(app)
+
+
+async def test_empty_slots_are_dimmed(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("g", *"p20", "enter")  # slots past 20 are not planned yet
+        memory = app.screen.query_one(MemoryView)
+        view, pos = memory.view, memory.position
+        rows = [view.row(pos, a) for a in range(view.window)]
+        empty = next(r.addr for r in rows if r.type == "EMPTY" and not r.role)
+        reserved = next(r.addr for r in rows if r.type == "EMPTY" and r.role)  # an output slot, say
+        data = next(r.addr for r in rows if r.type == "DATA")
+
+        def colour(addr: int):
+            return list(memory._row_strip(addr, 60))[0].style.color
+
+        dim = memory.get_component_rich_style("memory--empty").color
+        assert colour(empty) == dim and colour(reserved) == colour(data) != dim
+
+
+async def test_heatmap_colour_map_toggles_to_cividis(trace_path, tmp_path):
+    from tui.colormap import STOPS
+    from tui.widgets.attention import AttentionPane
+
+    def colours(pane: AttentionPane) -> set[tuple[int, int, int]]:
+        return {seg.style.bgcolor.triplet for strip in pane._strips[1] for seg in strip
+                if seg.style and seg.style.bgcolor and seg.text.strip(" .:-=+*#%@") == ""}
+
+    app = make_app(trace_path, export_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("end")
+        pane = app.screen.query_one(AttentionPane)
+        assert pane.cmap == "viridis" and tuple(STOPS["viridis"][0]) in colours(pane)
+        pane.focus()
+        await pilot.press("v")
+        assert pane.cmap == "cividis" and pane.border_subtitle == "cividis"
+        cividis = colours(pane)
+        assert tuple(STOPS["cividis"][0]) in cividis and tuple(STOPS["viridis"][0]) not in cividis
+        await pilot.press("a")  # the plan screen's prompt attention follows
+        assert "cividis" in str(app.screen.query_one(".screen-title").render())
+        await pilot.press("escape", "v")
+        assert pane.cmap == "viridis" and not pane.border_subtitle
 
 
 async def test_help_lists_every_binding(trace_path):

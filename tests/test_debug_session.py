@@ -174,6 +174,49 @@ def test_rows_marks_and_oeu(view):
     assert view.oeu(0) is None and view.marks(3).written == 3
 
 
+def test_rows_taken_from_a_neighbour_match_a_fresh_decode(trace_path):
+    """A step decodes the slots it changed and takes the others from the neighbouring position:
+    walking forwards, then backwards from the end, gives what decoding each memory afresh gives."""
+    length = TraceView.open(trace_path).length
+    for order in (range(length), reversed(range(length))):
+        view = TraceView.open(trace_path)  # a fresh cache for each walk
+        for pos in order:
+            mem = view.memory_at(pos)
+            for addr in range(view.window):
+                assert view.row(pos, addr) == view.decode_at(mem, addr), (pos, addr)
+
+
+def test_rows_changed_between_neighbours(view):
+    assert view.rows_changed(0, 5) is None  # not neighbours
+    assert view.rows_changed(view.n_plan - 1, view.n_plan) is None  # memory 0 is recorded apart from the plan
+    for pos in range(1, view.length):
+        changed = view.rows_changed(pos - 1, pos)
+        if changed is None:  # only where an OPDEF slot is planned (rows name operators through it)
+            assert pos == view.n_plan or view.row(pos, view.marks(pos).written).type == "OPDEF"
+            continue
+        assert changed == view.rows_changed(pos, pos - 1)
+        for addr in set(range(view.window)) - changed:
+            assert view.row(pos - 1, addr) == view.row(pos, addr), (pos, addr)
+
+
+def test_search_slots(view):
+    pos = view.position_of_step(WRONG_STEP)
+    assert view.search(pos, "37") == (37, 1) and view.search(pos, "0037") == (37, 1)
+    assert view.search(pos, "999") is None  # past the window
+    first, count = view.search(pos, "INST")
+    assert view.row(pos, first).type == "INST" and count > 1
+    second, _ = view.search(pos, "inst", after=first)  # case ignored; from the slot after `after`
+    assert second > first and view.row(pos, second).type == "INST"
+    last = max(a for a in range(view.window) if view.row(pos, a).type == "INST")
+    assert view.search(pos, "INST", after=last)[0] == first  # wraps round
+    assert view.search(pos, "r[2]") == (45, 1)  # the role comment, brackets and all
+    assert view.search(pos, "ADD [0033], [0032]")[0] == 37  # the reading
+    assert view.search(pos, "DATA 3?0.61") == (DOUBTFUL, 1)
+    ones = {a for a in range(view.window) if view.row(pos, a).type == "DATA" and view.row(pos, a).body == "1"}
+    assert ones and view.search(pos, "DATA 1")[1] == len(ones)  # whole words: DATA 10 is not DATA 1
+    assert view.search(pos, "no such words") is None and view.search(pos, "  ") is None
+
+
 def test_plan_positions_fill_memory(view):
     assert view.row(20, 20).type == "DATA" and view.row(20, 21).type == "EMPTY"
     assert view.row(21, 21).body == "3?0.61"

@@ -38,7 +38,7 @@ def binding_ids() -> set[str]:
 
 def key_display(keys: str) -> str:
     names = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?",
-             "comma": ",", "full_stop": ".", "colon": ":"}
+             "comma": ",", "full_stop": ".", "colon": ":", "slash": "/"}
     return "/".join(names.get(k, k) for k in keys.split(","))
 
 
@@ -137,7 +137,7 @@ class DebuggerApp(App):
         if kind == "svg":
             self.save_screenshot(path.name, str(self.export_dir))
         elif kind == "png":
-            export_png(screen.view, pos, path)
+            export_png(screen.view, pos, path, cmap=screen.query_one(AttentionPane).cmap)
         else:
             export_text(screen.view, pos, path)
         screen.status(f"exported {path}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 from rich.color import Color
 from rich.style import Style
 
@@ -33,4 +34,14 @@ def _shade(name: str, level: int) -> Style:
 def cell_style(p: float, name: str = "viridis") -> Style:
     """The style of one heatmap cell holding probability p in 0..1."""
     level = round(min(max(p, 0.0), 1.0) * (LEVELS - 1))
+    return _shade(name, level)
+
+
+def levels(p: np.ndarray) -> np.ndarray:
+    """:func:`cell_style`'s shade index for many probabilities at once: [...] -> [...] int."""
+    return np.rint(np.clip(p.astype(np.float64), 0.0, 1.0) * (LEVELS - 1)).astype(np.int64)
+
+
+def shade(name: str, level: int) -> Style:
+    """The style of shade ``level`` (0..LEVELS-1) of the colour map ``name``."""
     return _shade(name, level)

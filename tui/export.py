@@ -18,8 +18,9 @@ def export_text(view: TraceView, pos: int, path: Path) -> Path:
     return path
 
 
-def export_png(view: TraceView, pos: int, path: Path) -> Path:
-    """This step's attention over addresses, and the PC over addresses x steps (viridis)."""
+def export_png(view: TraceView, pos: int, path: Path, cmap: str = "viridis") -> Path:
+    """This step's attention over addresses, and the PC over addresses x steps (cmap: viridis or
+    cividis, as the heatmap pane shows them)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,7 +30,7 @@ def export_png(view: TraceView, pos: int, path: Path) -> Path:
     fig, axes = plt.subplots(2, 1, figsize=(12, 7), constrained_layout=True)
     if phase == "exec":
         dists = view.distributions(pos)
-        im = axes[0].imshow(dists, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        im = axes[0].imshow(dists, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         axes[0].set_yticks(range(len(DISTRIBUTIONS)), DISTRIBUTIONS)
         axes[0].set_xlabel("address")
         axes[0].set_title(f"pointer attention at {view.label(pos)}")
@@ -37,7 +38,7 @@ def export_png(view: TraceView, pos: int, path: Path) -> Path:
     else:
         attn = view.trace["plan"].get("prompt_attn")
         if attn is not None:
-            im = axes[0].imshow(attn.float().numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+            im = axes[0].imshow(attn.float().numpy(), aspect="auto", cmap=cmap, vmin=0, vmax=1,
                                 interpolation="nearest")
             axes[0].set_xticks(range(len(view.prompt_pieces)), view.prompt_pieces)
             axes[0].axhline(i, color="white", lw=0.8)
@@ -49,7 +50,7 @@ def export_png(view: TraceView, pos: int, path: Path) -> Path:
         lo = max(min(t - MAX_STEPS // 2, view.n_exec - MAX_STEPS), 0)
         hi = min(lo + MAX_STEPS, view.n_exec)
         block = view.steps_view(0, range(lo, hi), range(0, view.window))
-        im = axes[1].imshow(block, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest",
+        im = axes[1].imshow(block, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest",
                             extent=(lo - 0.5, hi - 0.5, view.window - 0.5, -0.5))
         if phase == "exec":
             axes[1].axvline(t, color="white", lw=0.8)

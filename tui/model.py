@@ -8,6 +8,7 @@ Slots are decoded through :meth:`llamacpu.isa.ISA.decode`, only when a row is sh
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llamacpu.isa import EMPTY, INST, ISA, OPCODES, OPDEF, POINTER_NAMES, DecodedSlot
+from llamacpu.isa import EMPTY, INST, ISA, OPCODES, OPDEF, POINTER_NAMES, SLOT_TYPES, DecodedSlot
 from llamacpu.trace import trace_isa
 from tui.slot_text import body_text, opcode_name, type_text
 from tui.trace_file import DenseMemory, LazyMemory, open_trace
@@ -99,7 +100,8 @@ def _probabilities(x: torch.Tensor) -> torch.Tensor:
 def entropy_bits(p: torch.Tensor) -> torch.Tensor:
     """Entropy in bits of distributions [..., N] -> [...]."""
     p = p.float().clamp(min=0)
-    return -(p * torch.log2(p.clamp(min=1e-12))).sum(-1)
+    h = -(p * torch.log2(p.clamp(min=1e-12))).sum(-1)
+    return h.clamp(min=0.0) + 0.0  # rounding can leave -1e-8 or -0.0: shown as "-0.00" otherwise
 
 
 class TraceView:
@@ -127,6 +129,8 @@ class TraceView:
         self.oeu_pred = self.oeu_out.argmax(-1).numpy() if self.n_exec else np.zeros(0, dtype=np.int64)
         self.oeu_expected = ex["oeu_expected"].long().numpy()
         self._rows: OrderedDict[tuple[int, int], SlotRow] = OrderedDict()
+        self._decoded: OrderedDict[tuple[int, int], DecodedSlot] = OrderedDict()
+        self._changes: OrderedDict[int, frozenset[int]] = OrderedDict()
         self._mem_cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._marks: OrderedDict[int, Marks] = OrderedDict()
 
@@ -196,24 +200,76 @@ class TraceView:
         hit = self._rows.get(key)
         if hit is not None:
             return hit
-        mem = self.memory_at(pos)
-        row = self._make_row(mem, addr)
+        row = self._word(self.decoded(pos, addr), addr, lambda a: self.decoded(pos, a))
         self._rows[key] = row
         if len(self._rows) > ROW_CACHE:
             self._rows.popitem(last=False)
         return row
 
-    def _make_row(self, mem: torch.Tensor, addr: int) -> SlotRow:
-        slot = self.isa.decode(mem[addr])
+    def decoded(self, pos: int, addr: int) -> DecodedSlot:
+        """Slot addr after this position, decoded. A slot that this step (or the next) did not
+        change is taken from the neighbouring position when that one was decoded already: a step
+        decodes the few slots it changed, not the whole screen."""
+        key = (pos, addr)
+        hit = self._decoded.get(key)
+        if hit is None:
+            for near, diff in ((pos - 1, self._diff(pos)), (pos + 1, self._diff(pos + 1))):
+                hit = self._decoded.get((near, addr))
+                if hit is not None and diff is not None and addr not in diff:
+                    break
+                hit = None
+            if hit is None:
+                hit = self.isa.decode(self.memory_at(pos)[addr])
+            self._decoded[key] = hit
+            if len(self._decoded) > ROW_CACHE:
+                self._decoded.popitem(last=False)
+        return hit
 
+    def _diff(self, pos: int) -> frozenset[int] | None:
+        """Slots that may differ between memory after pos - 1 and after pos (None: not known).
+
+        Between the last plan step and execute step 0 nothing is known: memory 0 is recorded
+        apart from the planned slots."""
+        if not 0 < pos < self.length or pos == self.n_plan:
+            return None
+        return self._changed(pos)
+
+    def _changed(self, pos: int) -> frozenset[int]:
+        """Slots this position wrote: the slot planned, or the rows the step changed."""
+        hit = self._changes.get(pos)
+        if hit is None:
+            phase, i = self.phase(pos)
+            hit = frozenset((int(self.plan_addr[i]),) if phase == "plan" else self.memory.changed(i).tolist())
+            self._changes[pos] = hit
+            if len(self._changes) > 64:
+                self._changes.popitem(last=False)
+        return hit
+
+    def rows_changed(self, a: int, b: int) -> frozenset[int] | None:
+        """Slots whose row (type, reading, confidence) may differ between positions a and b, or
+        None when any may: a and b are not neighbours, or an OPDEF slot changed (every
+        instruction names its operator through one)."""
+        if abs(a - b) != 1:
+            return None
+        hi = max(a, b)
+        diff = self._diff(hi)
+        if diff is None or any(self.decoded(p, x).type_id == OPDEF for p in (hi - 1, hi) for x in diff):
+            return None
+        return diff
+
+    def _word(self, slot: DecodedSlot, addr: int, decoded) -> SlotRow:
+        """A decoded slot as a row; decoded(a) reads the OPDEF slot an instruction points at."""
         def operator(a: int) -> str | None:
-            if not 0 <= a < mem.shape[0]:
+            if not 0 <= a < self.window:
                 return None
-            target = self.isa.decode(mem[a])
+            target = decoded(a)
             return opcode_name(target.content) if target.type_id == OPDEF else None
 
         return SlotRow(addr, type_text(slot), body_text(slot, operator), slot.confidence,
                        self.roles.get(addr, ""), slot)
+
+    def _make_row(self, mem: torch.Tensor, addr: int) -> SlotRow:
+        return self._word(self.isa.decode(mem[addr]), addr, lambda a: self.isa.decode(mem[a]))
 
     def decode_at(self, mem: torch.Tensor, addr: int) -> SlotRow:
         """A row of any memory image (the watch pane's old value, the plan target)."""
@@ -229,6 +285,35 @@ class TraceView:
                 lines.append(f"{line:<40} ; {r.role}" if r.role else line)
         return lines
 
+    def search(self, pos: int, query: str, after: int = -1) -> tuple[int, int] | None:
+        """The first slot past ``after`` (wrapping round) that matches query at this position, and
+        how many match: ``(addr, count)``, or None when none does.
+
+        A number (``31``, ``0031``) is that address; a type name (``INST``, case ignored) a slot
+        of that type; any other text matches whole words of the row's type, reading and role
+        comment (``ADD``, ``carry[1]``, ``DATA 11`` but not ``DATA 1``), case ignored.
+        """
+        query = " ".join(query.split())
+        if not query:
+            return None
+        if query.isdigit():
+            addr = int(query)
+            return (addr, 1) if addr < self.window else None
+        if query.upper() in SLOT_TYPES:
+            type_id = SLOT_TYPES.index(query.upper())
+            hits = [a for a in range(self.window) if self.decoded(pos, a).type_id == type_id]
+        else:
+            words = re.compile(rf"(?<!\w){re.escape(query)}(?!\w)", re.IGNORECASE)
+            hits = [a for a in range(self.window) if words.search(self._search_text(pos, a))]
+        if not hits:
+            return None
+        later = [a for a in hits if a > after]
+        return (later or hits)[0], len(hits)
+
+    def _search_text(self, pos: int, addr: int) -> str:
+        r = self.row(pos, addr)
+        return f"{r.decoded.type_name} {r.body} {r.role}"
+
     def marks(self, pos: int) -> Marks:
         cached = self._marks.get(pos)
         if cached is None:
@@ -243,11 +328,13 @@ class TraceView:
             addr = int(self.plan_addr[i])
             return Marks(None, (), addr, frozenset((addr,)))
         pc = int(self.pc_addr[i])
-        inst = self.isa.decode(self.memory[i][pc]) if pc < self.window else None
+        inst = None
+        if pc < self.window:  # the instruction as the step fetched it: memory before the step
+            inst = self.decoded(pos - 1, pc) if i > 0 else self.isa.decode(self.memory[0][pc])
         used = [p is not None for p in inst.pointers] if inst and inst.type_id == INST else [False] * 4
         reads = tuple(int(self.ptr_addr[i, p]) for p in range(3) if used[p])
         written = int(self.ptr_addr[i, 3]) if self.gate[i] > 0.5 else None
-        return Marks(pc, reads, written, frozenset(int(a) for a in self.memory.changed(i)))
+        return Marks(pc, reads, written, self._changed(pos))
 
     # ---- one execute step ----
     def distributions(self, pos: int) -> np.ndarray | None:

@@ -41,6 +41,7 @@ class DebuggerScreen(Screen):
         Binding("b", "break_here", "break", id="break"),
         Binding("w", "watch", "watch", id="watch"),
         Binding("x", "condition", "condition", id="condition"),
+        Binding("slash", "search", "search", id="search"),
         Binding("l", "listing", "listing", id="listing"),
         Binding("a", "plan", "plan", id="plan"),
         Binding("left_square_bracket", "train(-1)", "prev train", id="train.prev"),
@@ -65,6 +66,7 @@ class DebuggerScreen(Screen):
         self.session.goto(position)
         self.series = series
         self.from_store = from_store
+        self.last_search = ""  # offered again by the next search: / enter finds the next match
         self.set_reactive(DebuggerScreen.position, self.session.position)
 
     def compose(self) -> ComposeResult:
@@ -177,6 +179,29 @@ class DebuggerScreen(Screen):
 
         self.app.push_screen(AskScreen("Go to step (12, p3 plan step, +5, -5, $ last):", "12"), done)
 
+    def action_search(self) -> None:
+        """Search the memory slots: an address (31), a type (INST) or words (ADD, carry[1], DATA 11)."""
+        def done(text: str | None) -> None:
+            if text:
+                self.last_search = text
+                self._search(text)
+
+        question = "Search slots after the selected one: an address (31), a type (INST) or words (ADD, carry[1]):"
+        self.app.push_screen(AskScreen(question, "INST", value=self.last_search), done)
+
+    def _search(self, text: str) -> None:
+        memory = self.query_one(MemoryView)
+        found = self.view.search(self.position, text, after=memory.cursor)
+        if found is None:
+            self.status(f"no slot matches {text!r} at {self.view.label(self.position)}")
+            return
+        addr, count = found
+        memory.select(addr)
+        row = self.view.row(self.position, addr)
+        role = f" ; {row.role}" if row.role else ""
+        matches = "1 slot matches" if count == 1 else f"{count} slots match"
+        self.status(f"{addr:04d} {row.type} {row.body}{role}   ({matches} {text!r}; / enter: the next)")
+
     # ---- breakpoints ----
     def action_break_here(self) -> None:
         """Toggle a breakpoint on the selected address (stop when the PC reaches it)."""
@@ -207,7 +232,7 @@ class DebuggerScreen(Screen):
 
     def action_plan(self) -> None:
         """Show the plan: each slot with the prompt tokens it was compiled from."""
-        self.app.push_screen(PlanScreen(self.view))
+        self.app.push_screen(PlanScreen(self.view, cmap=self.query_one(AttentionPane).cmap))
 
     def action_train(self, direction: int) -> None:
         """The same probe at the previous / next training step, at the same position."""

@@ -10,7 +10,7 @@ from tui.screens.text import TextScreen
 from tui.widgets.attention import RAMP
 
 
-def plan_text(view: TraceView) -> Text:
+def plan_text(view: TraceView, cmap: str = "viridis") -> Text:
     """[S lines] slot, planned reading, role, then one heat cell per prompt token and the best token."""
     pieces = view.prompt_pieces
     width = min(max((len(p) for p in pieces), default=1), 4) + 1
@@ -27,7 +27,7 @@ def plan_text(view: TraceView) -> Text:
         if attn is not None and attn.size:
             for p in attn.tolist():
                 level = min(int(p * len(RAMP)), len(RAMP) - 1)
-                out.append(RAMP[level] * width, cell_style(p, "viridis"))
+                out.append(RAMP[level] * width, cell_style(p, cmap))
             best = int(attn.argmax())
             piece = pieces[best] if best < len(pieces) else str(best)
             out.append(f"  {piece!r} {attn[best]:.2f}")
@@ -36,6 +36,6 @@ def plan_text(view: TraceView) -> Text:
 
 
 class PlanScreen(TextScreen):
-    def __init__(self, view: TraceView) -> None:
+    def __init__(self, view: TraceView, cmap: str = "viridis") -> None:
         super().__init__(f"plan: {view.meta.get('prompt')!r} compiled into {view.n_plan} slots "
-                         "(cells: attention over prompt tokens, viridis)", plan_text(view))
+                         f"(cells: attention over prompt tokens, {cmap})", plan_text(view, cmap))

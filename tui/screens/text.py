@@ -46,6 +46,10 @@ class HelpScreen(ModalScreen):
         text.append("\n: or ctrl+p opens the command palette: every action by name.\n")
         text.append("Positions: plan steps p0.., then execute steps 0..; g accepts 12, p3, +5, -5, $.\n")
         text.append("Memory marks: > pc, r read, w written, * changed, B breakpoint, W watch;\n")
-        text.append("a reading in doubt shows its probability: DATA 3?0.61.\n")
+        text.append("a reading in doubt shows its probability: DATA 3?0.61; EMPTY slots are dimmed.\n")
+        text.append("/ searches slots after the selected one: an address (31), a type (INST) or\n")
+        text.append("whole words of a row (ADD, carry[1], DATA 11); / then enter: the next match.\n")
+        text.append("Heatmaps: viridis, or cividis (v in the heatmap pane); the cell's character\n")
+        text.append("grows with the probability too.\n")
         with VerticalScroll(classes="dialog help"):
             yield Static(text)

@@ -4,15 +4,18 @@ them over addresses x steps. Both window and scroll instead of shrinking, and sa
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tui.colormap import cell_style
+from tui.colormap import levels, shade
 from tui.model import DISTRIBUTIONS, TraceView
 
 RAMP = " .:-=+*#%@"  # the cell's character also carries its probability (monochrome terminals)
@@ -23,12 +26,21 @@ FG = (Style(color="white"), Style(color="black"))
 
 
 def heat_segments(values: np.ndarray, cmap: str) -> list[Segment]:
-    """A row of one-character cells coloured by probability: [n] -> segments."""
-    out = []
-    for p in values.tolist():
-        level = min(int(p * len(RAMP)), len(RAMP) - 1)
-        out.append(Segment(RAMP[level], cell_style(p, cmap) + FG[p > 0.5]))
-    return list(Segment.simplify(out))  # runs of equal cells become one segment
+    """A row of one-character cells coloured by probability: [n] -> segments, one per run of
+    equal cells (a row of attention is mostly near zero: a few runs, not n segments)."""
+    p = values.astype(np.float64)
+    ramp = np.minimum((p * len(RAMP)).astype(np.int64), len(RAMP) - 1).clip(0)
+    level = levels(p)
+    fg = (p > 0.5).astype(np.int64)
+    key = (level * len(RAMP) + ramp) * 2 + fg
+    starts = [0, *(np.flatnonzero(np.diff(key)) + 1).tolist(), len(key)]
+    return [Segment(RAMP[ramp[a]] * (b - a), _cell(cmap, int(level[a]), int(fg[a])))
+            for a, b in zip(starts, starts[1:]) if b > a]
+
+
+@lru_cache(maxsize=None)
+def _cell(cmap: str, level: int, bright: int) -> Style:
+    return shade(cmap, level) + FG[bright]
 
 
 class AttentionPane(Widget, can_focus=True):
@@ -42,18 +54,20 @@ class AttentionPane(Widget, can_focus=True):
         Binding("m", "next_dist", "heatmap pointer", id="attention.pointer"),
         Binding("comma", "scroll_addr(-1)", "heatmap left", id="attention.left"),
         Binding("full_stop", "scroll_addr(1)", "heatmap right", id="attention.right"),
+        Binding("v", "toggle_cmap", "heatmap colours", id="attention.cmap"),
     ]
 
     position = reactive(0)
     dist = reactive(0)  # which distribution the addresses x steps view shows
     step_first = reactive(0)  # first address column of the step view
     run_first = reactive(0)  # first address row of the addresses x steps view
-    cmap = reactive("viridis")
+    cmap = reactive("viridis")  # or "cividis" (v): both perceptually uniform; cividis also for red-green blindness
 
     def __init__(self, view: TraceView, **kwargs) -> None:
         super().__init__(**kwargs)
         self.view = view
-        self._lines: list[list[Segment]] | None = None
+        self._lines: list[list[Segment]] | None = None  # this position's lines, built on the next paint
+        self._strips: tuple[tuple[Style, int], list[Strip], Strip] | None = None  # ... styled at (base, width)
 
     @property
     def columns(self) -> int:
@@ -72,20 +86,25 @@ class AttentionPane(Widget, can_focus=True):
                 self.step_first = max(min(focus - self.columns // 3, w - self.columns), 0)
             if not self.run_first <= focus < self.run_first + self.run_rows:
                 self.run_first = max(min(focus - self.run_rows // 3, w - self.run_rows), 0)
-        self._lines = None
+        self._lines = self._strips = None
 
     def _invalidate(self) -> None:
-        self._lines = None
+        self._lines = self._strips = None
         self.refresh()
 
     watch_dist = watch_step_first = watch_run_first = watch_cmap = _invalidate
 
     def on_resize(self) -> None:
-        self._lines = None
+        self._lines = self._strips = None
 
     def action_next_dist(self) -> None:
         """Cycle the distribution the addresses x steps view shows (pc, op, src1, src2, dst)."""
         self.dist = (self.dist + 1) % len(DISTRIBUTIONS)
+
+    def action_toggle_cmap(self) -> None:
+        """Colour the heatmaps with cividis instead of viridis, or back."""
+        self.cmap = "cividis" if self.cmap == "viridis" else "viridis"
+        self.border_subtitle = None if self.cmap == "viridis" else "cividis"
 
     def action_scroll_addr(self, direction: int) -> None:
         """Scroll both heatmaps over addresses."""
@@ -93,13 +112,18 @@ class AttentionPane(Widget, can_focus=True):
         self.step_first = min(max(self.step_first + direction * max(self.columns // 2, 1), 0), max(w - self.columns, 0))
         self.run_first = min(max(self.run_first + direction * max(self.run_rows // 2, 1), 0), max(w - self.run_rows, 0))
 
-    def render_line(self, y: int) -> Strip:
+    def render_lines(self, crop: Region) -> list[Strip]:
+        base, width = self.rich_style, self.size.width  # both walk the DOM: once per paint, not per line
         if self._lines is None:
             self._lines = self._build()
-        width, base = self.size.width, self.rich_style
-        if y >= len(self._lines):
-            return Strip.blank(width, base)
-        return Strip(self._lines[y]).apply_style(base).crop_extend(0, width, base)
+        if self._strips is None or self._strips[0] != (base, width):
+            strips = [Strip(line).apply_style(base).crop_extend(0, width, base) for line in self._lines]
+            self._strips = ((base, width), strips, Strip.blank(width, base))
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        _, strips, blank = self._strips
+        return strips[y] if y < len(strips) else blank
 
     def _build(self) -> list[list[Segment]]:
         if self.view.n_exec == 0:

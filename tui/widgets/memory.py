@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from rich.segment import Segment
+from rich.style import Style
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.model import TraceView
+from llamacpu.isa import EMPTY
+from tui.model import Marks, TraceView
 from tui.session import DebugSession, Kind
 
 LEGEND = "> pc  r read  w written  * changed  B break  W watch"
@@ -32,9 +34,10 @@ class MemoryView(ScrollView, can_focus=True):
         Binding("f", "follow_pc", "select PC", id="memory.follow"),
     ]
 
-    position = reactive(0)
-    revision = reactive(0)  # bumped when breakpoints change
-    cursor = reactive(0)
+    # The watchers below repaint what changed; a reactive's own repaint would redo every row.
+    position = reactive(0, repaint=False)
+    revision = reactive(0)  # bumped when breakpoints change: every row may gain or lose B / W
+    cursor = reactive(0, repaint=False)
 
     class Selected(Message):
         def __init__(self, addr: int) -> None:
@@ -46,21 +49,32 @@ class MemoryView(ScrollView, can_focus=True):
         self.view = view
         self.session = session
         self.virtual_size = Size(1, view.window)
+        self._base, self._width = Style(), 1  # set at each paint
+        self._parts: dict[str, Style] = {}
 
-    def watch_position(self) -> None:
-        marks = self.view.marks(self.position)
+    def watch_position(self, old: int, new: int) -> None:
+        marks = self.view.marks(new)
         target = marks.pc if marks.pc is not None else marks.written
         if target is not None:
-            self._reveal(target)
-        self.refresh()
+            self._reveal(target)  # scrolling repaints every row
+        changed = self.view.rows_changed(old, new)
+        if changed is None:
+            self.refresh()
+            return
+        # A step repaints only the rows it can alter: those it changed, and those marked
+        # (pc, read, written, changed) before or after it. The rest keep their cached lines.
+        before = self.view.marks(old)
+        for addr in changed | _marked(before) | _marked(marks):
+            self.refresh_line(addr)
 
     def watch_revision(self) -> None:
         self.refresh()
 
-    def watch_cursor(self, cursor: int) -> None:
+    def watch_cursor(self, old: int, cursor: int) -> None:
         self._reveal(cursor)
         self.post_message(self.Selected(cursor))
-        self.refresh()
+        self.refresh_line(old)
+        self.refresh_line(cursor)
 
     def validate_cursor(self, cursor: int) -> int:
         return min(max(cursor, 0), self.view.window - 1)
@@ -71,6 +85,11 @@ class MemoryView(ScrollView, can_focus=True):
             return
         if addr < top or addr >= top + height:
             self.scroll_to(y=max(addr - height // 3, 0), animate=False)
+
+    def select(self, addr: int) -> None:
+        """Select a slot and scroll it into view (even when it is selected already)."""
+        self.cursor = addr
+        self._reveal(self.cursor)
 
     def action_cursor(self, delta: int) -> None:
         self.cursor += delta
@@ -87,14 +106,25 @@ class MemoryView(ScrollView, can_focus=True):
         if 0 <= y < self.view.window:
             self.cursor = y
 
-    def _part(self, name: str):
-        return self.get_component_rich_style(name, partial=True)  # only what the class sets
+    def _part(self, name: str) -> Style:
+        """What a component class sets, and nothing else (so parts add up). A partial style drops
+        the alpha of a colour like ``$text-muted``: that colour is taken blended instead."""
+        part = self.get_component_rich_style(name, partial=True)
+        if part.color is None:
+            return part
+        return part + Style(color=self.get_component_rich_style(name).color)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # These walk the DOM: once per paint, not once per row.
+        self._base, self._width = self.rich_style, self.scrollable_content_region.width
+        self._parts = {name.removeprefix("memory--"): self._part(name) for name in self.COMPONENT_CLASSES}
+        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         addr = y + int(self.scroll_y)
-        width = self.scrollable_content_region.width
+        width = self._width
         if addr >= self.view.window:
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._base)
         return self._row_strip(addr, width)
 
     def _row_strip(self, addr: int, width: int) -> Strip:
@@ -108,26 +138,30 @@ class MemoryView(ScrollView, can_focus=True):
             + ("*" if addr in marks.changed else " ")
         )
         bps = ("B" if self.session.find(Kind.ADDRESS, addr) else " ") + ("W" if self.session.find(Kind.WATCH, addr) else " ")
-        base = self.rich_style
-        style = base
-        if row.decoded.type_id == 0 and not row.role:
-            style += self._part("memory--empty")
+        style, parts = self._base, self._parts
+        if row.decoded.type_id == EMPTY and not row.role:  # a reserved slot (a role) is not dimmed
+            style += parts["empty"]
         if addr in marks.changed:
-            style += self._part("memory--changed")
+            style += parts["changed"]
         if addr in marks.reads:
-            style += self._part("memory--read")
+            style += parts["read"]
         if addr == marks.written:
-            style += self._part("memory--written")
+            style += parts["written"]
         if addr == marks.pc:
-            style += self._part("memory--pc")
+            style += parts["pc"]
         if addr == self.cursor:
-            style += self._part("memory--cursor")
-        conf_style = style + self._part("memory--doubt") if row.confidence < 0.9 else style
+            style += parts["cursor"]
+        conf_style = style + parts["doubt"] if row.confidence < 0.9 else style
         role = f" ; {row.role}" if row.role else ""
         segments = [
             Segment(f"{flags}{bps} {addr:04d} {row.type:<7} {row.body:<34.34}", style),
             Segment(f" {row.confidence:4.2f}", conf_style),
-            Segment(role, style + self._part("memory--role")),
+            Segment(role, style + parts["role"]),
         ]
         strip = Strip(segments)
         return strip.extend_cell_length(width, style).crop(0, width)
+
+
+def _marked(marks: Marks) -> set[int]:
+    """Rows that carry a mark at a position: > r w *."""
+    return {a for a in (marks.pc, marks.written) if a is not None} | set(marks.reads) | marks.changed

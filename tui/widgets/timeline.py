@@ -24,6 +24,8 @@ class Timeline(Widget):
         super().__init__(**kwargs)
         self.view = view
         self.session = session
+        self._wrong = view.oeu_wrong()  # [S + T] bool: fixed for the trace, so computed once
+        self._halting = view.halting()
 
     def render(self) -> Text:
         view, pos = self.view, self.position
@@ -32,8 +34,8 @@ class Timeline(Widget):
         lo = max(min(pos - cells // 2, n - cells), 0)
         hi = min(lo + cells, n)
         hits = self.session.hit_positions()[lo:hi] if self.session.breakpoints else np.zeros(hi - lo, bool)
-        wrong = view.oeu_wrong()[lo:hi]
-        halting = view.halting()[lo:hi]
+        wrong = self._wrong[lo:hi]
+        halting = self._halting[lo:hi]
         head, pcs = Text(), Text()
         for i, p in enumerate(range(lo, hi)):
             phase, k = view.phase(p)
@@ -46,4 +48,4 @@ class Timeline(Widget):
             pcs.append(f"{body:<{CELL}}", style + (" dim" if phase == "plan" and p != pos else ""))
         note = Text(f"{view.label(pos)}   plan 0-{view.n_plan - 1}, steps 0-{max(view.n_exec - 1, 0)}; "
                     f"showing {lo}-{hi - 1} of {n} positions", "dim")
-        return Text("\n").join([note, head, pcs])
+        return Text("\n", no_wrap=True, overflow="crop").join([note, head, pcs])  # three fixed lines: no wrapping
