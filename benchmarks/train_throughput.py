@@ -134,6 +134,8 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
     machine = ckpt.build_machine(config, device)
     load_s = time.perf_counter() - t0
     trainable = sum(p.numel() for p in machine.parameters() if p.requires_grad)
+    # 4-bit layers dequantize to their compute dtype: bf16 matmuls are slow on a CPU without bf16 instructions
+    compute = {str(m.compute_dtype).removeprefix("torch.") for m in machine.modules() if hasattr(m, "compute_dtype")}
     with tempfile.TemporaryDirectory(prefix="llamacpu-bench-") as run_dir:
         trainer = Trainer(Path(run_dir), machine, config, train)
         trainer.stage = digits  # step 0 of its stage: scheduled sampling and lr warm-up as a stage starts
@@ -159,7 +161,8 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
     s_episode = s_step / batch
     return {
         "controller": controller, "preset": "smollm2 (4-bit NF4 folder)" if controller == "smollm2-4bit" else cc.preset,
-        "load_in_4bit": cc.load_in_4bit, "optimizer": train.optimizer, "batch_size": batch, "digits": digits,
+        "load_in_4bit": cc.load_in_4bit, "compute_dtype_4bit": ",".join(sorted(compute)) or None,
+        "optimizer": train.optimizer, "batch_size": batch, "digits": digits,
         "window": window, "steps_timed": steps, "warmup": warmup,
         "s_per_step": s_step, "s_per_step_min": min(times), "s_per_step_max": max(times),
         "episodes_per_s": batch / s_step, "s_per_episode": s_episode,
@@ -178,6 +181,16 @@ def run_isolated(fn, *args) -> Any:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(fn, *args).result()
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def load_average() -> list[float] | None:
@@ -273,8 +286,9 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         result = {
             "benchmark": "train_throughput", "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "device": args.device, "threads": threads, "cpu_count": os.cpu_count(), "machine": platform.processor()
-            or platform.machine(), "torch": torch.__version__, "python": platform.python_version(),
+            "device": args.device, "threads": threads, "cpu_count": os.cpu_count(), "cpu": _cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "python": platform.python_version(),
             "load_average_before": load_before, "load_average_after": load_after,
             "wall_s": time.time() - started, "reference_s_per_episode": REFERENCE_S_PER_EPISODE,
             "target_speedup": TARGET_SPEEDUP, "results": rows,
