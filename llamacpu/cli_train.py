@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llamacpu import checkpoint as ckpt
-from llamacpu.controller import PRESETS, ControllerConfig
+from llamacpu.controller import COMPUTE_DTYPES, PRESETS, ControllerConfig
 from llamacpu.errors import LlamaCPUError
 from llamacpu.isa import SlotLayout
 from llamacpu.tasks import TASKS, get_task
@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"controller: {', '.join(PRESETS)}, or a path / hub id of a Llama-family causal LM (default tiny)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base weights with LoRA and 8-bit AdamW "
                    "(path presets; needs bitsandbytes)")
+    p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default=None,
+                   help="4-bit layers' matmuls (default auto: bfloat16 where the GPU or CPU computes it natively, "
+                   "else float32)")
     p.add_argument("--task", default=None, choices=sorted(TASKS), help="task to learn (default add)")
     p.add_argument("--max-digits", type=int, default=None, help="last curriculum stage (default 4)")
     p.add_argument("--batch-size", type=int, default=None, help="problems per step (default 32)")
@@ -34,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage-steps", type=int, default=None, help="step budget of one stage (default 3000)")
     p.add_argument("--threshold", type=float, default=None, help="held-out accuracy that passes a stage (default 0.99)")
     p.add_argument("--eval-every", type=int, default=None, help="competence check every N steps (default 100)")
+    p.add_argument("--quick-every", type=int, default=None,
+                   help="between full checks, a quick check of the current size every N steps (default 25; 0: none)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every M steps (default 200)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all (resumable)")
     p.add_argument("--slots", type=int, default=None, help="memory size N (default 256)")
@@ -76,7 +81,8 @@ def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
     from llamacpu.train import TrainConfig, config_dict
 
     preset = args.cpu or "tiny"
-    controller = ControllerConfig(preset=preset, load_in_4bit=args.load_in_4bit, seed=args.seed or 0)
+    controller = ControllerConfig(preset=preset, load_in_4bit=args.load_in_4bit, seed=args.seed or 0,
+                                  compute_dtype=args.compute_dtype or "auto")
     layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
     train = TrainConfig(lr=args.lr or (1e-3 if preset == "tiny" else 2e-4), seed=args.seed or 0,
                         optimizer="adamw8bit" if args.load_in_4bit else "adamw")
@@ -85,7 +91,7 @@ def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
 
 _OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr",
               "stage_steps": "stage_steps", "threshold": "threshold", "eval_every": "eval_every",
-              "checkpoint_every": "checkpoint_every"}
+              "quick_every": "quick_every", "checkpoint_every": "checkpoint_every"}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -108,6 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             "or a folder / hub id of a Llama-family model)")
     if args.load_in_4bit and not config.controller.pretrained:
         raise LlamaCPUError("--load-in-4bit needs a pretrained controller (--cpu PATH_OR_HUB_ID)")
+    if args.compute_dtype and not (args.load_in_4bit or config.controller.load_in_4bit):
+        raise LlamaCPUError("--compute-dtype applies to 4-bit layers: use it with --load-in-4bit")
     for arg, key in _OVERRIDES.items():
         if getattr(args, arg) is not None:
             config.train[key] = getattr(args, arg)
@@ -125,6 +133,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     task = get_task(train_cfg.task)
     if train_cfg.max_digits < 1:
         raise LlamaCPUError("--max-digits must be at least 1")
+    for name in ("batch_size", "eval_every", "checkpoint_every", "stage_steps"):
+        if getattr(train_cfg, name) < 1:
+            raise LlamaCPUError(f"--{name.replace('_', '-')} must be at least 1")
+    if train_cfg.quick_every < 0:
+        raise LlamaCPUError("--quick-every must be 0 (none) or more")
     needed = task.slots_needed(train_cfg.max_digits)
     if needed > config.layout.n_slots:
         raise LlamaCPUError(f"{train_cfg.max_digits}-digit {task.name} needs {needed} slots; the memory has "

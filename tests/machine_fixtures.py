@@ -28,7 +28,7 @@ LLAMACPU = Path(sys.executable).with_name("llamacpu")
 
 def small_train_config(**overrides: Any) -> TrainConfig:
     """A training config whose steps take milliseconds: small batches, a small table sample."""
-    base = TrainConfig(max_digits=1, batch_size=4, table_rows=64, eval_every=10**6, eval_trials=10,
+    base = TrainConfig(max_digits=1, batch_size=4, table_rows=64, eval_every=10**6, quick_every=0, eval_trials=10,
                        checkpoint_every=10**6, log_every=1, warmup=3, device="cpu")
     return replace(base, **overrides)
 

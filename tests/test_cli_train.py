@@ -60,6 +60,10 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "too many digits": (["train", "--run", "new2", "--max-digits", "30"], ("30-digit", "256")),
     "too few slots": (["train", "--run", "new3", "--slots", "40", "--max-digits", "3"], ("60 slots", "40")),
     "zero digits": (["train", "--run", "new4", "--max-digits", "0"], ("--max-digits",)),
+    "negative quick checks": (["train", "--run", "new5", "--quick-every", "-1"], ("--quick-every",)),
+    "no full checks": (["train", "--run", "new6", "--eval-every", "0"], ("--eval-every", "at least 1")),
+    "compute dtype without 4-bit": (["train", "--run", "new7", "--compute-dtype", "float32"],
+                                    ("--compute-dtype", "--load-in-4bit")),
     "train into a folder that is not a run": (["train", "--run", "notes", *QUICK], ("notes", "not a run")),
     "train into a file": (["train", "--run", "a-file", *QUICK], ("a-file",)),
     "eval of a folder that is not a run": (["eval", "--run", "notes"], ("notes", "config.json")),
@@ -111,6 +115,6 @@ def test_bad_input_gives_one_clear_line(bad_results: tuple[Path, dict[str, subpr
 
 def test_bad_input_leaves_no_run_behind(bad_results: tuple[Path, dict[str, subprocess.CompletedProcess]]) -> None:
     root, _ = bad_results
-    assert not any((root / f"new{i}").exists() for i in range(1, 5))
+    assert not any((root / f"new{i}").exists() for i in range(1, 8))
     assert sorted(p.name for p in (root / "notes").iterdir()) == ["todo.txt"]
     assert (root / "a-file").read_text() == "x"

@@ -12,7 +12,7 @@ import torch
 
 from llamacpu import checkpoint as ckpt
 from llamacpu import cli
-from llamacpu.controller import CHARS, ControllerConfig, ControllerError, build_controller
+from llamacpu.controller import CHARS, ControllerConfig, ControllerError, build_controller, compute_dtype
 from llamacpu.evaluate import free_run
 from llamacpu.isa import ISA, SlotLayout
 from llamacpu.machine import Machine
@@ -142,6 +142,7 @@ def test_4bit_lora_adamw8bit_trains_and_survives_an_evaluation(tmp_path: Path, m
     quantized = [m for m in machine.controller.backbone.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(quantized) == 2 * 7  # every projection of both layers
     assert all(not m.support_avx512bf16_for_cpu for m in quantized)  # see disable_bnb_inference_repack
+    assert {m.compute_dtype for m in quantized} == {compute_dtype("auto")}
     lora = lora_params(machine)
     assert len(lora) == 2 * len(quantized)  # lora_A and lora_B beside each 4-bit projection
     base_before = [m.weight.detach().clone() for m in quantized]
@@ -160,3 +161,27 @@ def test_4bit_lora_adamw8bit_trains_and_survives_an_evaluation(tmp_path: Path, m
     trainer.train_step()
     zero = [n for n, p in lora.items() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
     assert not zero, f"no gradient after an evaluation: {zero}"
+
+
+def test_4bit_compute_dtype_is_bf16_only_where_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llamacpu.controller as controller
+
+    monkeypatch.setattr(controller, "native_bf16", lambda: True)
+    assert compute_dtype("auto") == torch.bfloat16
+    monkeypatch.setattr(controller, "native_bf16", lambda: False)
+    assert compute_dtype("auto") == torch.float32  # an AVX2-only CPU would emulate every bf16 matmul
+    assert compute_dtype("bfloat16") == torch.bfloat16 and compute_dtype("float32") == torch.float32
+    with pytest.raises(ControllerError, match="unknown compute dtype 'fp8'"):
+        compute_dtype("fp8")
+
+
+@pytest.mark.slow
+def test_4bit_layers_compute_in_the_asked_dtype(tmp_path: Path) -> None:
+    import bitsandbytes as bnb
+
+    save_tiny_llama(tmp_path / "tiny-llama")
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        config = ControllerConfig(preset=str(tmp_path / "tiny-llama"), load_in_4bit=True, compute_dtype=name)
+        controller = build_controller(config, ISA(LAYOUT))
+        quantized = [m for m in controller.backbone.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        assert quantized and {m.compute_dtype for m in quantized} == {dtype}
