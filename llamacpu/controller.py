@@ -98,13 +98,26 @@ class PromptTokenizer:
         else:
             try:
                 enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
-                ids, offsets = enc["input_ids"], enc["offset_mapping"]
-            except NotImplementedError:  # slow tokenizers have no offsets: no place values
-                ids = self.hf(text, add_special_tokens=False)["input_ids"]
+            except NotImplementedError:  # older transformers: a slow tokenizer refuses offsets
+                enc = self.hf(text, add_special_tokens=False)
+            ids = enc["input_ids"]
+            offsets = enc.get("offset_mapping") or self._decoded_offsets(ids, text)
+            if offsets is None:
                 return ids, [0] * len(ids), [0] * len(ids)
         place, number = digit_places(text)
         last = [end - 1 if end > 0 else 0 for _, end in offsets]  # a token's place is its last char's
         return ids, [place[i] if text else 0 for i in last], [number[i] if text else 0 for i in last]
+
+    def _decoded_offsets(self, ids: list[int], text: str) -> list[tuple[int, int]] | None:
+        """Character spans of the tokens, for a tokenizer that gives no offsets (a slow one):
+        token k ends where the decoding of ``ids[:k + 1]`` ends. None, with a warning, when the
+        decoding does not give ``text`` back: the prompt then carries no place values."""
+        if self.hf.decode(ids) != text:
+            log.warning("the tokenizer gives no offsets and does not decode %r back to itself: "
+                        "this prompt carries no place values", text)
+            return None
+        ends = [len(self.hf.decode(ids[: k + 1])) for k in range(len(ids))]
+        return list(zip([0, *ends[:-1]], ends))
 
     def batch(self, texts: list[str]) -> Prompt:
         """Left-padded prompts, so every prompt ends where the slots begin."""

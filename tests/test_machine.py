@@ -162,3 +162,44 @@ def test_prompt_place_values_saturate() -> None:
     assert prompt.places[0].tolist() == [MAX_PLACE] * 9 + list(range(MAX_PLACE - 1, 0, -1))
     numbers = [n for n in prompt.numbers[1].tolist() if n]
     assert numbers == [1, 2, 3, MAX_NUMBERS, MAX_NUMBERS, MAX_NUMBERS]
+
+
+class _SlowCharTokenizer:
+    """A slow (pure Python) HF tokenizer, one token per character: it gives no offset mapping."""
+
+    def __new__(cls):  # built lazily so that importing this module does not import transformers
+        from transformers import PreTrainedTokenizer
+
+        class CharTokenizer(PreTrainedTokenizer):
+            def __init__(self) -> None:
+                self.vocab = {"<pad>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate("0123456789 +")}}
+                super().__init__(pad_token="<pad>", unk_token="<unk>")
+
+            @property
+            def vocab_size(self) -> int:
+                return len(self.vocab)
+
+            def get_vocab(self) -> dict[str, int]:
+                return dict(self.vocab)
+
+            def _tokenize(self, text: str) -> list[str]:
+                return list(text)
+
+            def _convert_token_to_id(self, token: str) -> int:
+                return self.vocab.get(token, 1)
+
+            def _convert_id_to_token(self, index: int) -> str:
+                return {v: k for k, v in self.vocab.items()}.get(index, "<unk>")
+
+            def convert_tokens_to_string(self, tokens: list[str]) -> str:
+                return "".join(tokens)
+
+        return CharTokenizer()
+
+
+def test_slow_tokenizer_gets_place_values_from_decoding() -> None:
+    slow = PromptTokenizer(_SlowCharTokenizer())
+    assert not slow.hf.is_fast
+    ids, places, numbers = slow.encode("12 + 345")
+    assert len(ids) == 8
+    assert (places, numbers) == digit_places("12 + 345")  # one token per character
