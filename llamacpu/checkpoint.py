@@ -93,12 +93,12 @@ def _latest_name(run_dir: Path) -> str | None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / LATEST
-    if not pointer.is_file():
+    name = _latest_name(run_dir)
+    if name is None:
         return None
-    ckpt = run_dir / pointer.read_text().strip()
+    ckpt = run_dir / name
     if not (ckpt / "model.safetensors").is_file():
-        raise RunError(f"{pointer} names {ckpt.name}, which is missing or incomplete")
+        raise RunError(f"{run_dir / LATEST} names {ckpt.name}, which is missing or incomplete")
     return ckpt
 
 

@@ -105,8 +105,8 @@ class PromptTokenizer:
             if offsets is None:
                 return ids, [0] * len(ids), [0] * len(ids)
         place, number = digit_places(text)
-        last = [end - 1 if end > 0 else 0 for _, end in offsets]  # a token's place is its last char's
-        return ids, [place[i] if text else 0 for i in last], [number[i] if text else 0 for i in last]
+        last = [max(end - 1, 0) for _, end in offsets]  # a token's place is its last char's
+        return ids, [place[i] for i in last], [number[i] for i in last]
 
     def _decoded_offsets(self, ids: list[int], text: str) -> list[tuple[int, int]] | None:
         """Character spans of the tokens, for a tokenizer that gives no offsets (a slow one):

@@ -31,14 +31,6 @@ class FreeRun:
     correct: list[bool]
     plan_exact: list[bool]
 
-    @property
-    def ids(self) -> torch.Tensor:  # [B, L]
-        return self.prompt.ids
-
-    @property
-    def mask(self) -> torch.Tensor:  # [B, L]
-        return self.prompt.mask
-
 
 def step_limit(program_steps: int) -> int:
     """Free running stops here if HALT never comes (reported as "did not halt")."""
@@ -97,12 +89,13 @@ def evaluate(machine: Machine, task: AdditionTask, digits: int, trials: int, see
     if problems is None:
         rng = random.Random(seed)
         problems = [task.sample(rng, digits) for _ in range(trials)]
-    correct = halted = exact = from_target = 0
+    n = correct = halted = exact = from_target = 0  # n: problems run so far
     failures: list[tuple[int, int]] = []
     for i in range(0, len(problems), batch_size):
         chunk = problems[i: i + batch_size]
         programs = [task.compile(a, b, machine.isa) for a, b in chunk]
         run = free_run(machine, programs)
+        n += len(chunk)
         correct += sum(run.correct)
         halted += int(run.execution.halted.sum())
         exact += sum(run.plan_exact)
@@ -110,10 +103,8 @@ def evaluate(machine: Machine, task: AdditionTask, digits: int, trials: int, see
             failures += [p for p, ok in zip(chunk, run.correct) if not ok]
         if diagnostics:
             from_target += sum(free_run(machine, programs, from_target=True).correct)
-        if max_failures is not None and i + len(chunk) - correct > max_failures:
-            problems = problems[: i + len(chunk)]
+        if max_failures is not None and n - correct > max_failures:
             break
-    n = len(problems)
     return SizeResult(digits, n, correct, correct / n, halted, exact / n,
                       from_target / n if diagnostics else None, failures)
 

@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from llamacpu import checkpoint as ckpt
-from llamacpu.evaluate import evaluate
+from llamacpu.evaluate import SizeResult, evaluate
 from llamacpu.machine import Machine, Teacher
 from llamacpu.tasks import ProgramBatch, collate, get_task
 from llamacpu.tasks.base import IGNORE
@@ -238,14 +238,13 @@ class Trainer:
         out["batch_digits"] = batch.programs[0].digits
         return out
 
-    def check(self) -> float:
+    def check(self, known: SizeResult | None = None) -> float:
         """Free-running accuracy on the held-out problems of every size up to the current stage;
-        the stage passes on the worst of them, so learning k digits may not unlearn fewer."""
+        the stage passes on the worst of them, so learning k digits may not unlearn fewer.
+        ``known``: the stage's own size, evaluated already (by a passing quick check)."""
         worst = 1.0
         for digits in range(1, self.stage + 1):
-            problems = self.heldout.get(digits)
-            result = evaluate(self.machine, self.task, digits, len(problems), seed=0, problems=problems,
-                              diagnostics=False, keep_failures=self.on_check is not None)
+            result = known if known is not None and digits == known.digits else self._evaluate_heldout(digits)
             if self.on_check is not None:
                 self.on_check(self, digits, result.failures)
             record = {"event": "check", "step": self.step, "stage": self.stage, "digits": digits,
@@ -256,18 +255,23 @@ class Trainer:
             worst = min(worst, result.accuracy)
         return worst
 
-    def quick_check(self) -> bool:
+    def quick_check(self) -> SizeResult | None:
         """Could the stage pass now? The current size alone, in chunks, given up as soon as more
         problems failed than ``threshold`` allows: while the stage is unlearned a check costs one
-        chunk, so the stage's end is found within ``quick_every`` steps, not ``eval_every``."""
-        problems = self.heldout.get(self.stage)
-        allowed = int((1.0 - self.config.threshold) * len(problems) + 1e-9)
-        result = evaluate(self.machine, self.task, self.stage, len(problems), seed=0, problems=problems,
-                          batch_size=50, diagnostics=False, max_failures=allowed)
-        passed = result.trials == len(problems) and result.accuracy >= self.config.threshold
+        chunk, so the stage's end is found within ``quick_every`` steps, not ``eval_every``.
+        Returns the whole size's result when it passes (the full check reuses it), else None."""
+        n = len(self.heldout.get(self.stage))
+        allowed = int((1.0 - self.config.threshold) * n + 1e-9)
+        result = self._evaluate_heldout(self.stage, batch_size=50, max_failures=allowed)
+        passed = result.trials == n and result.accuracy >= self.config.threshold
         self.log_metrics({"event": "quick_check", "step": self.step, "stage": self.stage, "digits": self.stage,
                           "evaluated": result.trials, "failed": result.trials - result.correct, "passed": passed})
-        return passed
+        return result if passed else None
+
+    def _evaluate_heldout(self, digits: int, **options: Any) -> SizeResult:
+        problems = self.heldout.get(digits)
+        return evaluate(self.machine, self.task, digits, len(problems), seed=0, problems=problems,
+                        diagnostics=False, keep_failures=self.on_check is not None, **options)
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -293,8 +297,9 @@ class Trainer:
                 self.on_progress(record)
             full = self.step % c.eval_every == 0
             quick = not full and c.quick_every > 0 and self.step % c.quick_every == 0
-            if full or (quick and self.quick_check()):
-                accuracy = self.check()
+            passed_quick = self.quick_check() if quick else None
+            if full or passed_quick is not None:
+                accuracy = self.check(known=passed_quick)
                 if accuracy >= c.threshold:
                     self._end_stage(passed=True, accuracy=accuracy)
                 elif self.step - self.stage_start >= c.stage_steps:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from llamacpu.trace import TraceStore, load_trace
+
+from machine_fixtures import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "traces" / "demo" / "demo.pt"
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llamacpu.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-                          timeout=600)
+    return run_cli(list(args), cwd, timeout=600)
 
 
 def _small_run(*extra: str) -> list[str]:

@@ -22,7 +22,8 @@ LEVELS = 32  # distinct shades: plenty for a terminal cell
 
 
 @lru_cache(maxsize=None)
-def _shade(name: str, level: int) -> Style:
+def shade(name: str, level: int) -> Style:
+    """The style of shade ``level`` (0..LEVELS-1) of the colour map ``name``."""
     stops = STOPS[name]
     x = level / (LEVELS - 1) * (len(stops) - 1)
     i = min(int(x), len(stops) - 2)
@@ -33,15 +34,9 @@ def _shade(name: str, level: int) -> Style:
 
 def cell_style(p: float, name: str = "viridis") -> Style:
     """The style of one heatmap cell holding probability p in 0..1."""
-    level = round(min(max(p, 0.0), 1.0) * (LEVELS - 1))
-    return _shade(name, level)
+    return shade(name, int(levels(np.asarray(p))))
 
 
 def levels(p: np.ndarray) -> np.ndarray:
-    """:func:`cell_style`'s shade index for many probabilities at once: [...] -> [...] int."""
+    """The shade index (0..LEVELS-1) of probabilities in 0..1: [...] -> [...] int."""
     return np.rint(np.clip(p.astype(np.float64), 0.0, 1.0) * (LEVELS - 1)).astype(np.int64)
-
-
-def shade(name: str, level: int) -> Style:
-    """The style of shade ``level`` (0..LEVELS-1) of the colour map ``name``."""
-    return _shade(name, level)
