@@ -204,6 +204,7 @@ class PlanHeads:
     pointers: torch.Tensor  # [B, W, P, W] probabilities over addresses
     content_logits: torch.Tensor  # [B, W, C]
     prompt_attn: torch.Tensor | None  # [B, W, L] last layer, mean over heads (when asked for)
+    prompt_kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, keys and values [B, H, L, d_head]
 
 
 class Controller(nn.Module):
@@ -260,21 +261,27 @@ class Controller(nn.Module):
         )
 
     def plan(self, prompt: Prompt, window: int, attentions: bool = False) -> PlanHeads:
-        """Compile: a prompt [B, L] -> heads for every slot of a window of W addresses."""
+        """Compile: a prompt [B, L] -> heads for every slot of a window of W addresses.
+
+        The pass also returns the prompt's keys and values: the backbone is causal, so they are
+        what :meth:`encode_prompt` would compute, and the execute phase reuses them."""
+        from transformers import DynamicCache
+
         b, l = prompt.ids.shape
         device = prompt.ids.device
         mask = prompt.mask
         embeds = self.prompt_embedding(prompt)  # (B, L, d)
         queries = (self.plan_query + self.address_embedding(window, device)).expand(b, -1, -1)  # (B, W, d)
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
-        out = self._run(torch.cat([embeds, queries], dim=1), full_mask, attentions=attentions)
+        out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions)
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
+        prompt_kv = [(layer.keys[:, :, :l], layer.values[:, :, :l]) for layer in out.past_key_values.layers]
         own = torch.eye(window, device=device).expand(b, -1, -1)  # (B, W, W) each query's own address
         pointers = torch.stack([head(h, own) for head in self.pointer_heads], dim=2)  # (B, W, P, W)
         prompt_attn = None
         if attentions:
             prompt_attn = out.attentions[-1][:, :, l:, :l].float().mean(1)  # (B, W, L)
-        return PlanHeads(self.type_head(h), pointers, self.content_head(h), prompt_attn)
+        return PlanHeads(self.type_head(h), pointers, self.content_head(h), prompt_attn, prompt_kv)
 
     def encode_prompt(self, prompt: Prompt) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The prompt's keys and values per layer, computed once and reused by every cycle."""
@@ -425,6 +432,9 @@ def disable_bnb_inference_repack(model: nn.Module) -> None:
 def add_lora(model: nn.Module, config: ControllerConfig) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
+    from llamacpu.lora import custom_modules
+
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                       target_modules=LORA_TARGETS, bias="none")
+    lora._register_custom_module(custom_modules(config.load_in_4bit))  # PEFT's layers, one fused GEMM (lora.py)
     return get_peft_model(model, lora)

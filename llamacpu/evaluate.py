@@ -48,7 +48,8 @@ def free_run(machine: Machine, programs: list[Program], record: bool = False, fr
         with torch.no_grad():
             plan = machine.plan(prompt, batch.window, record=record)
             start = batch.memory if from_target else machine.harden(plan.memory)
-            execution = machine.execute(prompt, start, step_limit(batch.steps), hard=True, record=record)
+            execution = machine.execute(prompt, start, step_limit(batch.steps), hard=True, record=record,
+                                        prompt_kv=plan.prompt_kv)
     finally:
         machine.train(was_training)
     digits = machine.read_answer(execution.memory, batch.answer_slots).argmax(-1)  # (B, R)

@@ -35,6 +35,7 @@ class Plan:
     pointers: torch.Tensor  # [B, W, P, W]
     content_logits: torch.Tensor  # [B, W, C]
     prompt_attn: torch.Tensor | None = None  # [B, W, L] when recorded
+    prompt_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # the prompt's keys and values, per layer
 
 
 @dataclass
@@ -78,7 +79,8 @@ class Machine(nn.Module):
         memory = self.compose(
             torch.softmax(heads.type_logits, -1), heads.pointers, torch.softmax(heads.content_logits, -1)
         )
-        return Plan(memory, heads.type_logits, heads.pointers, heads.content_logits, heads.prompt_attn)
+        return Plan(memory, heads.type_logits, heads.pointers, heads.content_logits, heads.prompt_attn,
+                    heads.prompt_kv)
 
     def compose(self, types: torch.Tensor, pointers: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         """Slots from distributions: pointers over a window of W addresses [..., P, W]."""
@@ -107,15 +109,18 @@ class Machine(nn.Module):
         teacher: Teacher | None = None,
         hard: bool = False,
         record: bool = False,
+        prompt_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> Execution:
         """Run ``steps`` cycles (training: exactly the target's steps; free running: the limit).
 
-        prompt: [B, L]; memory: [B, W, D].
+        prompt: [B, L]; memory: [B, W, D]; prompt_kv: the plan pass's keys and values of the
+        prompt (:attr:`Plan.prompt_kv`), encoded here when not given.
         """
         isa = self.isa
         b, w, _ = memory.shape
         n_ops = len(OPCODES)
-        prompt_kv = self.controller.encode_prompt(prompt)
+        if prompt_kv is None:
+            prompt_kv = self.controller.encode_prompt(prompt)
         data_type = F.one_hot(torch.tensor(DATA, device=memory.device), isa.layout.n_types).float()
         zero_ptrs = torch.zeros(isa.layout.n_pointers * isa.layout.key_dim, device=memory.device)
         new_slot_head = torch.cat([data_type, zero_ptrs]).expand(b, -1)  # (B, K + P*A)

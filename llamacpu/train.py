@@ -111,7 +111,7 @@ def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: to
         use = (torch.rand(memory.shape[0], generator=generator) < tf).to(device)
         memory = torch.where(use[:, None, None], batch.memory, memory)
     teacher = Teacher(batch.pc, batch.oeu_result, p_pc=tf, p_result=tf, generator=generator)
-    ex = machine.execute(prompt, memory, batch.steps, teacher=teacher)
+    ex = machine.execute(prompt, memory, batch.steps, teacher=teacher, prompt_kv=plan.prompt_kv)
     losses["pc"] = F.nll_loss(ex.pc.clamp(min=1e-9).log().flatten(0, 1), batch.pc.flatten())
     losses["oeu"] = F.cross_entropy(ex.oeu_logits.flatten(0, 1), batch.oeu_result.flatten())
     halt_target = torch.zeros_like(ex.halt)

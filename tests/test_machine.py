@@ -75,6 +75,37 @@ def test_answer_loss_alone_reaches_oeu_plan_heads_and_pc_head() -> None:
     assert grad_total(ctrl.pc_head) > 0, "no gradient reaches the PC head"
 
 
+def test_plan_pass_gives_the_prompt_keys_and_values_that_encoding_it_alone_gives() -> None:
+    """The execute phase reuses the plan pass's prompt keys and values instead of a second pass
+    over the prompt: same values, same execution, same gradients (left padding included)."""
+    machine = ckpt.build_machine(small_run_config(n_slots=40)).train()
+    programs = [TASK.compile(a, b, machine.isa) for a, b in [(3, 5), (7, 8)]]
+    batch = collate(programs, machine.isa)
+    prompt = machine.controller.tokenizer.batch(["3+5", "what is 7 + 8?"])  # different lengths: padded
+    assert bool((prompt.mask == 0).any())
+
+    def run(reuse: bool) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, list[torch.Tensor]]:
+        machine.zero_grad()
+        plan = machine.plan(prompt, batch.window)
+        kv = plan.prompt_kv if reuse else machine.controller.encode_prompt(prompt)
+        ex = machine.execute(prompt, plan.memory, batch.steps, prompt_kv=kv)
+        ex.pc.log().sum().backward()
+        grads = [p.grad.clone() for p in machine.controller.parameters() if p.grad is not None]
+        return [(k.detach(), v.detach()) for k, v in kv], ex.pc.detach(), grads
+
+    kv_plan, pc_plan, grads_plan = run(reuse=True)
+    kv_alone, pc_alone, grads_alone = run(reuse=False)
+    assert len(kv_plan) == len(kv_alone) == machine.controller.backbone.config.num_hidden_layers
+    for (k1, v1), (k2, v2) in zip(kv_plan, kv_alone):
+        assert k1.shape == k2.shape and k1.shape[2] == prompt.ids.shape[1]
+        torch.testing.assert_close(k1, k2, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(v1, v2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pc_plan, pc_alone, rtol=1e-4, atol=1e-6)
+    assert len(grads_plan) == len(grads_alone)
+    for g1, g2 in zip(grads_plan, grads_alone):
+        torch.testing.assert_close(g1, g2, rtol=1e-3, atol=1e-5)
+
+
 # ---- it computes through memory ----
 
 @pytest.mark.parametrize(("operand", "digit", "value", "expected"), [
