@@ -58,7 +58,7 @@ ONE = ["--digits", "1", "--trials", "1"]
 CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "unknown preset": (["train", "--run", "new1", "--cpu", "nosuchpreset"], ("nosuchpreset",)),
     "too many digits": (["train", "--run", "new2", "--max-digits", "30"], ("30-digit", "256")),
-    "too few slots": (["train", "--run", "new3", "--slots", "40", "--max-digits", "3"], ("60 slots", "40")),
+    "too few slots": (["train", "--run", "new3", "--slots", "40", "--max-digits", "3"], ("58 slots", "40")),
     "zero digits": (["train", "--run", "new4", "--max-digits", "0"], ("--max-digits",)),
     "negative quick checks": (["train", "--run", "new5", "--quick-every", "-1"], ("--quick-every",)),
     "no full checks": (["train", "--run", "new6", "--eval-every", "0"], ("--eval-every", "at least 1")),

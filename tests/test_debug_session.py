@@ -162,7 +162,7 @@ def test_slot_confidence_matches_isa_decode():
 
 
 def test_rows_marks_and_oeu(view):
-    assert (view.n_plan, view.n_exec, view.window) == (60, 14, 60)
+    assert (view.n_plan, view.n_exec, view.window) == (58, 14, 58)
     pos = view.position_of_step(WRONG_STEP)
     marks = view.marks(pos)
     assert marks.pc == 37 and marks.reads == (2, 33, 32) and marks.written == 34

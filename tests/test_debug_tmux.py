@@ -58,7 +58,7 @@ def trace_path(tmp_path) -> Path:
 def test_debugger_in_tmux(trace_path):
     term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path)])
     try:
-        term.wait_for("memory (60 slots)")
+        term.wait_for("memory (58 slots)")
         term.send("End")
         shown = term.wait_for("step 13/13")
         assert "HALT" in shown and "123 + 456 = 609 (WRONG" in shown
@@ -77,9 +77,9 @@ def test_debugger_in_tmux(trace_path):
             time.sleep(0.2)
         term.send("q")
         deadline = time.monotonic() + 10
-        while "memory (60 slots)" in term.screen() and time.monotonic() < deadline:
+        while "memory (58 slots)" in term.screen() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert "memory (60 slots)" not in term.screen()  # q quit the app
+        assert "memory (58 slots)" not in term.screen()  # q quit the app
     finally:
         term.close()
 

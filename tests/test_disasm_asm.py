@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # 123 + 456 written by hand in the addition task's memory map (tasks/add.py).
 ADD3 = """\
 ; 123 + 456 by hand: per digit t1 = carry + a, t2 = t1 + b, r = t2 mod 10, carry = t2 div 10
-.window 60
+.window 58
 0000  REG    pc -> 0000                ; program counter
 0001  OPDEF  NOP
 0002  OPDEF  ADD
@@ -98,7 +98,7 @@ def _strip(lines: list[str]) -> list[str]:
 def test_hand_written_program_is_the_compilers_image(isa):
     program = parse(ADD3, isa, "add3.s")
     target = AdditionTask().compile(123, 456, isa)
-    assert program.window == target.window == 60
+    assert program.window == target.window == 58
     assert torch.equal(program.image, target.memory_image(isa))
     assert program.answer_slots() == [25, 35, 45, 55]
     ref = reference_run(program, isa.layout.n_values)
@@ -200,7 +200,7 @@ def test_asm_runs_on_an_untrained_machine(machine, isa, tmp_path):
     trace = run_program(machine, program, run="r")
     validate(trace)
     meta = trace["meta"]
-    assert meta["mode"] == "asm" and meta["expected"] == 579 and meta["window"] == 60
+    assert meta["mode"] == "asm" and meta["expected"] == 579 and meta["window"] == 58
     assert trace["prompt_tokens"].numel() == 0 and trace["plan"]["prompt_attn"] is None
     assert torch.equal(trace["plan"]["slot"], program.image.half())
     assert torch.equal(trace["exec"]["memory"][0], program.image.half())

@@ -39,7 +39,7 @@ def test_trace_fields_and_shapes(traces):
     assert meta["probe_id"] == "p0" and traces[1]["meta"]["probe_id"] == "p1"
     assert meta["roles"]["21"] == "a[0]" and meta["answer_slots"] == [25, 35, 45]
     w, steps = meta["window"], meta["steps"]
-    assert w == 50
+    assert w == 48
     assert t["exec"]["memory"].shape == (steps + 1, w, 121) and t["exec"]["memory"].dtype == torch.float16
     assert t["exec"]["ptr_attn"].shape == (steps, 4, w)
     assert t["plan"]["prompt_attn"].shape == (w, len(t["prompt_tokens"])) == (w, 7)

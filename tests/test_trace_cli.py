@@ -62,7 +62,7 @@ def test_disasm_default_plan_step_and_slots(trace_file, capsys):
 def test_disasm_json(trace_file, capsys):
     assert cli.main(["disasm", str(trace_file), "--plan", "--json"]) == 0
     slots = json.loads(capsys.readouterr().out)
-    assert len(slots) == 60 and [s["address"] for s in slots[:3]] == [0, 1, 2]
+    assert len(slots) == 58 and [s["address"] for s in slots[:3]] == [0, 1, 2]
     for s in slots:
         assert {"address", "type", "type_prob", "opcode", "pointers", "value", "value_prob"} <= set(s)
         if s["type"] == "INST":

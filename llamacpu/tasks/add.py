@@ -12,6 +12,10 @@ page after page, relative to its own page):
              +8 MOD  r_i = t2 mod 10       +9 DIV  c_in(next block) = t2 div 10
     20+10n   tail: +0 c_in (final carry)  +5 r_n  +6 COPY r_n = c_in  +7 HALT
 
+The window (the slots the controller reads) ends at the tail's HALT: 20 + 10n + 8 slots. The two
+page slots after HALT would be EMPTY in every program, and each slot in the window is a token of
+every forward pass, plan and every execute cycle.
+
 Per digit ``ADD ADD MOD DIV``, then ``COPY`` and ``HALT``, as DESIGN.md lays out. Every pointer
 of the digit code is a fixed offset within the block except ``op`` and the base, which are
 absolute: the controller's pointer heads can express both (see controller.py).
@@ -33,6 +37,7 @@ HEADER = 20
 BLOCK = 10
 BASE_ADDR = 14
 C_IN, A, B, T1, T2, R, I_ADD1, I_ADD2, I_MOD, I_DIV = range(BLOCK)
+TAIL = I_ADD2 + 1  # the tail page is used up to its HALT (COPY at I_ADD1, HALT at I_ADD2)
 
 _PROBLEM = re.compile(r"^\s*(?:calculate\s+|what\s+is\s+)?(\d+)\s*\+\s*(\d+)\s*(?:=\s*)?\??\s*$", re.IGNORECASE)
 
@@ -49,14 +54,14 @@ class AdditionTask:
     name = "add"
 
     def slots_needed(self, digits: int) -> int:
-        return HEADER + BLOCK * (digits + 1)
+        return HEADER + BLOCK * digits + TAIL
 
     def max_digits(self, isa: ISA) -> int:
         return self.max_digits_for(isa.layout.n_slots)
 
     @staticmethod
     def max_digits_for(n_slots: int) -> int:
-        return (n_slots - HEADER) // BLOCK - 1
+        return (n_slots - HEADER - TAIL) // BLOCK
 
     def parse(self, text: str) -> tuple[int, int]:
         match = _PROBLEM.match(text)
