@@ -96,12 +96,10 @@ class PromptTokenizer:
             enc = self.tok.encode(text)
             ids, offsets = enc.ids, enc.offsets
         else:
-            try:
-                enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
-            except NotImplementedError:  # older transformers: a slow tokenizer refuses offsets
-                enc = self.hf(text, add_special_tokens=False)
+            # Only fast (Rust) tokenizers give offsets; a slow one refuses them or leaves them out.
+            enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=self.hf.is_fast)
             ids = enc["input_ids"]
-            offsets = enc.get("offset_mapping") or self._decoded_offsets(ids, text)
+            offsets = enc["offset_mapping"] if self.hf.is_fast else self._decoded_offsets(ids, text)
             if offsets is None:
                 return ids, [0] * len(ids), [0] * len(ids)
         place, number = digit_places(text)
@@ -275,7 +273,7 @@ class Controller(nn.Module):
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
         out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions)
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
-        prompt_kv = [(layer.keys[:, :, :l], layer.values[:, :, :l]) for layer in out.past_key_values.layers]
+        prompt_kv = _layer_kv(out.past_key_values, length=l)
         own = torch.eye(window, device=device).expand(b, -1, -1)  # (B, W, W) each query's own address
         pointers = torch.stack([head(h, own) for head in self.pointer_heads], dim=2)  # (B, W, P, W)
         prompt_attn = None
@@ -288,7 +286,7 @@ class Controller(nn.Module):
         from transformers import DynamicCache
 
         out = self._run(self.prompt_embedding(prompt), prompt.mask, past=DynamicCache())
-        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return _layer_kv(out.past_key_values)
 
     def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
                 memory: torch.Tensor, current: torch.Tensor, reg_ptr: torch.Tensor) -> torch.Tensor:
@@ -306,6 +304,12 @@ class Controller(nn.Module):
         out = self._run(torch.cat([slots, query], dim=1), mask, past=DynamicCache(prompt_kv))
         h = out.last_hidden_state[:, -1:].float()  # (B, 1, d)
         return self.pc_head(h, reg_ptr.unsqueeze(1)).squeeze(1)
+
+
+def _layer_kv(cache: Any, length: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Keys and values [B, H, T, d_head] of each layer of a ``DynamicCache``, the first ``length``
+    positions only when given."""
+    return [(layer.keys[:, :, :length], layer.values[:, :, :length]) for layer in cache.layers]
 
 
 def build_controller(config: ControllerConfig, isa: ISA, cache_dir: Path | None = None) -> Controller:
