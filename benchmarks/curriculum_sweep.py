@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per process")
-    ap.add_argument("--final-eval", default="", help="after training, `llamacpu eval --digits` these sizes")
+    ap.add_argument("--final-eval", default="", help="after training, `llamacpu eval --digits` these sizes "
+                    "('auto': each run's task's default sizes)")
     ap.add_argument("--trials", type=int, default=500)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -64,8 +65,9 @@ def main() -> None:
             p.terminate()
     summary = {name: summarize(args.out / name, started) for name in procs}
     if args.final_eval:
+        sizes = [] if args.final_eval == "auto" else ["--digits", args.final_eval]
         evals = {name: subprocess.Popen([sys.executable, "-m", "llamacpu.cli", "eval", "--run", str(args.out / name),
-                                         "--digits", args.final_eval, "--trials", str(args.trials), "--json"],
+                                         *sizes, "--trials", str(args.trials), "--json"],
                                         stdout=subprocess.PIPE, text=True, env=env) for name in procs}
         for name, p in evals.items():
             out, _ = p.communicate()

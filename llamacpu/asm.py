@@ -2,13 +2,12 @@
 
 The assembler reads exactly what :mod:`llamacpu.disasm` prints: one slot a line
 (``ADDR TYPE BODY``), comments after ``;`` (a comment on a slot line becomes that slot's role),
-confidence marks (``3?0.61``) ignored. Slots not named are EMPTY; the memory window runs to the
+confidence marks (``3?0.61``) ignored. Directives: ``.window N`` (the memory window) and
+``.expect ADDR VALUE`` (a slot's value after the run, as the program's author says it). Slots not named are EMPTY; the memory window runs to the
 highest address the program names or points at, or further with a ``.window N`` line.
 
-The reference interpreter gives what the program means under the ISA's semantics, so a run on the
-neural CPU can be judged: the control unit's convention is "run the next INST slot in address
-order after the one last run (the REG slot's pc), or a taken jump's target", as the task compilers
-lay out their code.
+What a program means is :mod:`llamacpu.interpreter`'s to say (``llamacpu asm --reference`` runs
+it there alone); :func:`run_program` runs it on the neural CPU and judges it by that reference.
 """
 
 from __future__ import annotations
@@ -22,8 +21,9 @@ import torch
 
 from llamacpu.controller import Prompt
 from llamacpu.errors import LlamaCPUError
-from llamacpu.isa import DATA, EMPTY, INST, ISA, OP, OPCODES, OPDEF, REG, SLOT_TYPES, execute_op
-from llamacpu.trace import SCHEMA, exec_record, new_meta
+from llamacpu import interpreter
+from llamacpu.isa import DATA, EMPTY, INST, ISA, OP, OPDEF, REG, SLOT_TYPES
+from llamacpu.trace import SCHEMA, exec_record, new_meta, reference_record
 
 _MARK = re.compile(r"\?(?:\d+\.\d*|\.\d+|\d+)")
 _ADDR = re.compile(r"^\d+$")
@@ -54,10 +54,18 @@ class Assembly:
     image: torch.Tensor  # [W, D]
     slots: dict[int, SlotSpec]
     roles: dict[int, str]
+    expect: dict[int, int] = field(default_factory=dict)  # `.expect ADDR VALUE` lines: the author's own answer
 
     @property
     def window(self) -> int:
         return int(self.image.shape[0])
+
+    def symbols(self) -> interpreter.Image:
+        """The program as the interpreter reads it (unnamed slots EMPTY)."""
+        types, pointers, contents = [EMPTY] * self.window, [[None] * 4 for _ in range(self.window)], [None] * self.window
+        for a, spec in self.slots.items():
+            types[a], pointers[a], contents[a] = spec.type_id, list(spec.pointers), spec.content
+        return interpreter.Image(types, pointers, contents)
 
     def answer_slots(self) -> list[int]:
         """Slots whose comment is ``r[i]``, by i: the digits of the result, least significant first."""
@@ -155,6 +163,7 @@ def parse(text: str, isa: ISA, filename: str = "<program>") -> Assembly:
     p = _Parser(isa, filename)
     slots: dict[int, SlotSpec] = {}
     roles: dict[int, str] = {}
+    expect: dict[int, int] = {}
     window = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         p.line = number
@@ -164,8 +173,14 @@ def parse(text: str, isa: ISA, filename: str = "<program>") -> Assembly:
             continue
         if code.startswith("."):
             directive, _, arg = code.partition(" ")
+            if directive == ".expect":
+                parts = arg.split()
+                if len(parts) != 2:
+                    raise p.error(f".expect takes an address and a value ('.expect 0041 18'), got {arg.strip()!r}")
+                expect[p.address(parts[0])] = p.value(parts[1])
+                continue
             if directive != ".window":
-                raise p.error(f"unknown directive {directive!r} (known: .window)")
+                raise p.error(f"unknown directive {directive!r} (known: .window, .expect)")
             if not _ADDR.match(arg.strip()) or not 0 < int(arg) <= p.n:
                 raise p.error(f".window takes a slot count in 1..{p.n}, got {arg.strip()!r}")
             window = max(window, int(arg))
@@ -180,12 +195,12 @@ def parse(text: str, isa: ISA, filename: str = "<program>") -> Assembly:
         if comment.strip():
             roles[addr] = comment.strip()
     _resolve_ops(slots, p)
-    window = max([window] + [a + 1 for a in slots]
+    window = max([window] + [a + 1 for a in slots] + [a + 1 for a in expect]
                  + [q + 1 for s in slots.values() for q in s.pointers if q is not None])
     if window == 0:
         raise AsmError(f"{filename}: no slots")
     image = torch.stack([_encode(isa, slots.get(a)) for a in range(window)])
-    return Assembly(image, slots, roles)
+    return Assembly(image, slots, roles, expect)
 
 
 def _resolve_ops(slots: dict[int, SlotSpec], p: _Parser) -> None:
@@ -228,48 +243,9 @@ def assemble_file(path: str | Path, isa: ISA) -> Assembly:
     return parse(text, isa, str(path))
 
 
-@dataclass
-class Reference:
-    """What a program does under the ISA's semantics."""
-
-    pc: list[int]  # the instruction run at each step
-    results: list[int]  # the operator's result at each step
-    values: dict[int, int]  # content code of every slot after the run
-    written: set[int]  # slots the program wrote
-    halted: bool
-
-
-def reference_run(asm: Assembly, n_values: int, limit: int = 10_000) -> Reference:
-    """Interpret an assembled program (hard, symbolic): the target a neural run is judged by."""
-    slots = asm.slots
-    values = {a: (s.content or 0) for a, s in slots.items()}
-    insts = sorted(a for a, s in slots.items() if s.type_id == INST)
-    reg = slots.get(0)
-    last = reg.pointers[0] if reg is not None and reg.type_id == REG and reg.pointers[0] is not None else -1
-    nxt = next((a for a in insts if a > last), None)
-    pcs, results, written = [], [], set()
-    halted = False
-    while nxt is not None and len(pcs) < limit:
-        s = slots[nxt]
-        op_slot = slots.get(s.pointers[0])
-        op = values.get(s.pointers[0], 0) if op_slot is not None else 0
-        a = values.get(s.pointers[1], 0) if s.pointers[1] is not None else 0
-        b = values.get(s.pointers[2], 0) if s.pointers[2] is not None else 0
-        op = op if op < len(OPCODES) else OP["NOP"]
-        result, writes = execute_op(op, a, b, n_values)
-        pcs.append(nxt)
-        results.append(result)
-        if OPCODES[op] == "HALT":
-            halted = True
-            break
-        if writes and s.pointers[3] is not None:
-            values[s.pointers[3]] = result
-            written.add(s.pointers[3])
-        if OPCODES[op] in ("JMP", "JZ", "JNZ") and result == 1 and s.pointers[3] is not None:
-            nxt = s.pointers[3]
-        else:
-            nxt = next((x for x in insts if x > nxt), None)
-    return Reference(pcs, results, values, written, halted)
+def reference_run(asm: Assembly, n_values: int, max_steps: int = interpreter.DEFAULT_MAX_STEPS) -> interpreter.Run:
+    """What an assembled program does under the ISA's semantics: the target a neural run is judged by."""
+    return interpreter.run(asm.symbols(), n_values, max_steps)
 
 
 def number_from_digits(digits: list[int]) -> int:
@@ -279,18 +255,24 @@ def number_from_digits(digits: list[int]) -> int:
     return sum(d * 10**i for i, d in enumerate(digits))
 
 
-def run_program(machine: Any, asm: Assembly, source: str = "", **meta: Any) -> dict[str, Any]:
-    """Run an assembled program on the neural CPU from its image (no plan phase) -> a trace.
+def run_program(machine: Any, asm: Assembly, source: str = "", max_steps: int | None = None,
+                **meta: Any) -> dict[str, Any]:
+    """Run an assembled program on the neural CPU from its image (no plan phase) -> a trace,
+    with the interpreter's run beside it (``trace["reference"]``).
 
-    The controller is given a one-token prompt of the pad id with mask 0 (the trace records an
-    empty prompt): an empty prompt (L = 0) fails inside the backbone's KV cache.
+    The neural run stops at HALT or after ``max_steps`` cycles (default: twice the reference's
+    run and 8 more; 1,000 for a program the reference finds never halting). The controller is
+    given a one-token prompt of the pad id with mask 0 (the trace records an empty prompt): an
+    empty prompt (L = 0) fails inside the backbone's KV cache.
     """
     from llamacpu.evaluate import step_limit
 
     isa: ISA = machine.isa
     if asm.window > isa.layout.n_slots:
         raise AsmError(f"{source or 'program'}: needs {asm.window} slots, this machine has {isa.layout.n_slots}")
-    ref = reference_run(asm, isa.layout.n_values)
+    ref = reference_run(asm, isa.layout.n_values, max_steps or interpreter.DEFAULT_MAX_STEPS)
+    if max_steps is None:
+        max_steps = step_limit(max(ref.steps, 1)) if ref.halted else 1000
     device = machine.keys.device
     prompt = Prompt.padding(1, machine.controller.tokenizer.pad_id, device)
     memory = asm.image.unsqueeze(0).to(device)  # (1, W, D)
@@ -298,27 +280,58 @@ def run_program(machine: Any, asm: Assembly, source: str = "", **meta: Any) -> d
     machine.eval()
     try:
         with torch.no_grad():
-            ex = machine.execute(prompt, memory, step_limit(max(len(ref.pc), 1)), hard=True, record=True)
+            ex = machine.execute(prompt, memory, max_steps, hard=True, record=True)
     finally:
         machine.train(was_training)
     final = ex.memory[0, :, isa.content_slice].argmax(-1).cpu()  # (W,)
     halted = bool(ex.halted[0])
     answer = asm.answer_slots()
     produced = number_from_digits([int(final[a]) for a in answer]) if answer else -1
-    expected = number_from_digits([ref.values.get(a, 0) for a in answer]) if answer else -1
-    correct = halted and ref.halted and all(int(final[a]) == ref.values[a] for a in ref.written)
+    expected = number_from_digits([ref.final.contents[a] or 0 for a in answer]) if answer else -1
+    matches = halted == ref.halted and all(int(final[a]) == v for a, v in ref.written.items())
     f16 = torch.float16
     return {
         "schema": SCHEMA,
         "meta": new_meta(task="asm", prompt="", digits=max(len(answer) - 1, 0), expected=expected,
-                         produced=produced, correct=correct, halted=halted, steps=int(ex.steps[0]),
+                         produced=produced, correct=matches, halted=halted, steps=int(ex.steps[0]),
                          controller=machine.controller.config.preset, window=asm.window,
                          roles={str(a): r for a, r in asm.roles.items()}, answer_slots=answer,
-                         mode="asm", **meta),
+                         mode="asm", pc_modes=list(machine.controller.config.pc_modes), **meta),
         "isa": isa.to_dict(),
         "prompt_tokens": torch.zeros(0, dtype=torch.long),
         "prompt_pieces": [],
         "plan": {"addr": torch.arange(asm.window), "slot": asm.image.to(f16), "target": None,
                  "prompt_attn": None, "loss": None},
         "exec": exec_record(ex, 0, isa.layout.n_values, torch.tensor(ref.pc, dtype=torch.long)),
+        "reference": reference_record(ref),
     }
+
+
+def neural_writes(trace: dict[str, Any], isa: ISA) -> dict[int, int]:
+    """Every address a recorded run wrote (a step whose write gate opened, at its dst) -> its final value."""
+    ex = trace["exec"]
+    final = ex["memory"][-1].float()[:, isa.content_slice].argmax(-1)
+    gate = ex["write_gate"].float() > 0.5
+    dst = ex["ptr_attn"].float()[:, 3].argmax(-1)
+    return {int(a): int(final[a]) for a in sorted(set(dst[gate].tolist()))}
+
+
+def run_summary(trace: dict[str, Any], isa: ISA) -> dict[str, Any]:
+    """``halted``, ``steps`` and ``writes`` of a neural run, the reference's, and whether they match:
+    what ``llamacpu asm --json`` prints."""
+    meta, ref = trace["meta"], trace["reference"]
+    writes = neural_writes(trace, isa)
+    return {"halted": bool(meta["halted"]), "steps": int(meta["steps"]),
+            "writes": {f"{a:04d}": v for a, v in writes.items()},
+            "reference": {k: ref[k] for k in ("halted", "steps", "writes", "fault")},
+            "matches_reference": bool(meta["correct"])}
+
+
+def expectations(trace: dict[str, Any], asm: Assembly, isa: ISA) -> dict[str, Any]:
+    """The program's ``.expect`` lines against a recorded run's final memory (empty without any)."""
+    if not asm.expect:
+        return {}
+    final = trace["exec"]["memory"][-1].float()[:, isa.content_slice].argmax(-1)
+    got = {f"{a:04d}": int(final[a]) for a in sorted(asm.expect)}
+    return {"expected": {f"{a:04d}": v for a, v in sorted(asm.expect.items())}, "got": got,
+            "meets_expectations": all(got[f"{a:04d}"] == v for a, v in asm.expect.items())}

@@ -48,7 +48,7 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
         raw = json.loads(text)
-        return cls(SlotLayout(**raw["layout"]), ControllerConfig(**raw["controller"]), OEUConfig(**raw["oeu"]),
+        return cls(SlotLayout(**raw["layout"]), ControllerConfig.from_dict(raw["controller"]), OEUConfig(**raw["oeu"]),
                    raw.get("train", {}))
 
 
@@ -153,6 +153,25 @@ def load_weights(machine: Machine, ckpt: Path) -> None:
     machine.load_state_dict(tensors, strict=False)
 
 
+def init_from(machine: Machine, run_dir: Path) -> list[str]:
+    """Start a new run from another run's latest weights: every trainable tensor whose name and
+    shape match (e.g. addition on top of the general CPU). Returns the names left as initialized."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise RunError(f"--set init_from={run_dir}: that run has no checkpoint yet")
+    try:
+        tensors = load_file(str(ckpt / "model.safetensors"))
+    except Exception as err:
+        raise RunError(f"corrupt checkpoint {ckpt}: {type(err).__name__}") from None
+    keys = tensors.pop("isa.keys", None)
+    if keys is None or not torch.equal(keys, machine.isa.keys):
+        raise RunError(f"{run_dir} speaks another machine language (slot layout or address keys) than this run")
+    own = trainable_state(machine)
+    fits = {n: t for n, t in tensors.items() if n in own and own[n].shape == t.shape}
+    machine.load_state_dict(fits, strict=False)
+    return sorted(set(own) - set(fits))
+
+
 def load_state(ckpt: Path) -> dict[str, Any]:
     path = ckpt / "state.pt"
     try:
@@ -192,3 +211,17 @@ def _fsync_dir(path: Path) -> None:
         if child.is_file():
             with open(child, "rb") as f:
                 os.fsync(f.fileno())
+
+
+SHIPPED = Path(__file__).parent / "runs"  # trained runs inside the package (weights only)
+
+
+def shipped_run(name: str = "general-cpu") -> Path:
+    """A trained run folder that ships inside the package: ``general-cpu`` is the tiny CPU trained
+    on random programs (``llamacpu train --task programs``), what ``llamacpu asm`` runs on."""
+    path = SHIPPED / name
+    if not (path / CONFIG).is_file():
+        known = sorted(p.name for p in SHIPPED.iterdir() if (p / CONFIG).is_file()) if SHIPPED.is_dir() else []
+        raise RunError(f"no shipped run {name!r} in {SHIPPED} (shipped: {', '.join(known) or 'none'}); "
+                       "reinstall llamacpu")
+    return path

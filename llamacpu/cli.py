@@ -14,7 +14,7 @@ import sys
 
 from llamacpu.errors import LlamaCPUError
 
-COMMAND_MODULES = ("llamacpu.cli_train", "llamacpu.cli_trace", "llamacpu.cli_debug")
+COMMAND_MODULES = ("llamacpu.cli_train", "llamacpu.cli_trace", "llamacpu.cli_asm", "llamacpu.cli_debug")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Commands around traces: ``run``, ``disasm``, ``asm``, ``traces``, ``plot``.
+"""Commands around traces: ``run``, ``disasm``, ``traces``, ``plot`` (``asm``: cli_asm.py).
 
 Each handler takes the parsed arguments and returns an exit code; bad input raises a
 :class:`~llamacpu.errors.LlamaCPUError`, which ``cli.main`` prints as one line.
@@ -44,14 +44,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threshold", type=float, default=0.9,
                    help="mark a part whose best reading is less likely than this (default 0.9)")
     p.set_defaults(func=cmd_disasm)
-
-    p = subparsers.add_parser("asm", help="assemble a hand-written program and run it on the neural CPU")
-    p.add_argument("program", type=Path, metavar="PROGRAM.s")
-    p.add_argument("--run", required=True, type=Path, metavar="DIR", help="the run folder whose machine to use")
-    p.add_argument("-o", "--output", type=Path, metavar="TRACE.pt",
-                   help="write the trace here (default: add it to the run's trace store)")
-    p.add_argument("--traces", type=Path, metavar="DIR", help="trace store (default: traces/<run folder name>)")
-    p.set_defaults(func=cmd_asm)
 
     p = subparsers.add_parser("traces", help="list what a trace store holds")
     p.add_argument("store", nargs="?", type=Path, default=DEFAULT_STORE,
@@ -158,37 +150,6 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     print(f"; produced {meta['produced']}, expected {meta['expected']}, "
           f"{'right' if meta['correct'] else 'wrong'}, {'halted' if meta['halted'] else 'did not halt'}")
     print("\n".join(disassemble(memory, isa, roles, threshold=args.threshold, slots=slots)))
-    return 0
-
-
-def cmd_asm(args: argparse.Namespace) -> int:
-    from llamacpu.asm import assemble_file, reference_run, run_program
-    from llamacpu.checkpoint import load_machine
-
-    machine, _, ckpt = load_machine(args.run)
-    program = assemble_file(args.program, machine.isa)
-    trace = run_program(machine, program, source=str(args.program), **_checkpoint_meta(args.run, ckpt))
-    path = _write(trace, args)
-    meta, ex = trace["meta"], trace["exec"]
-    ref = reference_run(program, machine.isa.layout.n_values)
-    final = ex["memory"][-1].float()
-    isa = machine.isa
-    con = _console()
-    halt = "halted" if meta["halted"] else "[yellow]did not halt[/]"
-    con.print(f"{args.program}: {meta['window']} slots, {halt} after {meta['steps']} steps "
-              f"(the ISA's semantics: {len(ref.pc)} steps)")
-    table = Table("address", "role", "value", "ISA says", "", title="slots the program writes")
-    for a in sorted(ref.written):
-        v = int(final[a, isa.content_slice].argmax())
-        ok = "[green]ok[/]" if v == ref.values[a] else "[red]differs[/]"
-        table.add_row(f"{a:04d}", program.roles.get(a, ""), str(v), str(ref.values[a]), ok)
-    con.print(table)
-    if meta["answer_slots"]:
-        verdict = "[green]right[/]" if meta["produced"] == meta["expected"] and meta["correct"] else "[red]wrong[/]"
-        con.print(f"result: {meta['produced']} (ISA semantics: {meta['expected']})  {verdict}")
-    else:
-        con.print(f"result: {'[green]matches[/]' if meta['correct'] else '[red]differs from[/]'} the ISA's semantics")
-    con.print(f"trace: {path}")
     return 0
 
 

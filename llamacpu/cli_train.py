@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,8 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default=None,
                    help="4-bit layers' matmuls (default auto: bfloat16 where the GPU or CPU computes it natively, "
                    "else float32)")
-    p.add_argument("--task", default=None, choices=sorted(TASKS), help="task to learn (default add)")
-    p.add_argument("--max-digits", type=int, default=None, help="last curriculum stage (default 4)")
+    p.add_argument("--task", default=None, choices=sorted(TASKS),
+                   help="task to learn (default add); programs: random programs of the ISA, the CPU alone")
+    p.add_argument("--max-digits", type=int, default=None,
+                   help="last curriculum stage (default 4; programs: 6, programs of up to 24 instructions)")
+    p.add_argument("--pc-modes", default=None, metavar="MODES",
+                   help="a new run's control unit addressing modes, comma separated, from next, jump, absolute, "
+                   "relative (default next,jump)")
+    p.add_argument("--no-status-register", action="store_true",
+                   help="a new run's REG slot keeps no status flag (an ablation: jumps cannot see their condition)")
     p.add_argument("--batch-size", type=int, default=None, help="problems per step (default 32)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 tiny, 2e-4 pretrained)")
     p.add_argument("--stage-steps", type=int, default=None, help="step budget of one stage (default 3000)")
@@ -59,7 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "every result, the answer is read from the result slots. Also reports 'plan exact' and the "
                        "accuracy of running from the target plan.")
     e.add_argument("--run", type=Path, required=True, help="run folder")
-    e.add_argument("--digits", default="1,2,3,4", help="sizes, comma separated (default 1,2,3,4)")
+    e.add_argument("--task", default=None, choices=sorted(TASKS), help="task to evaluate (default: the run's)")
+    e.add_argument("--digits", default=None, help="sizes, comma separated: digits, or instructions for programs "
+                   "(default 1,2,3,4; programs: 4,8,12,16,24,48,96)")
     e.add_argument("--trials", type=int, default=500, help="problems per size (default 500)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation problems")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -81,8 +90,10 @@ def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
     from llamacpu.train import TrainConfig, config_dict
 
     preset = args.cpu or "tiny"
+    modes = tuple(m for m in re.split(r"[,+\s]+", args.pc_modes) if m) if args.pc_modes else ("next", "jump")
     controller = ControllerConfig(preset=preset, load_in_4bit=args.load_in_4bit, seed=args.seed or 0,
-                                  compute_dtype=args.compute_dtype or "auto")
+                                  compute_dtype=args.compute_dtype or "auto", pc_modes=modes,
+                                  status_register=not args.no_status_register)
     layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
     train = TrainConfig(lr=args.lr or (1e-3 if preset == "tiny" else 2e-4), seed=args.seed or 0,
                         optimizer="adamw8bit" if args.load_in_4bit else "adamw")
@@ -109,6 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ckpt.RunError(f"{run_dir} was trained with --cpu {config.controller.preset}, not {args.cpu}")
     else:
         config = _new_run_config(args)
+        if args.task == "programs" and args.max_digits is None:
+            config.train["max_digits"] = get_task("programs").max_stages()
     if args.cpu and args.cpu not in PRESETS and not Path(args.cpu).exists() and "/" not in args.cpu:
         raise LlamaCPUError(f"unknown controller preset {args.cpu!r} (presets: {', '.join(PRESETS)}, "
                             "or a folder / hub id of a Llama-family model)")
@@ -138,7 +151,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise LlamaCPUError(f"--{name.replace('_', '-')} must be at least 1")
     if train_cfg.quick_every < 0:
         raise LlamaCPUError("--quick-every must be 0 (none) or more")
-    needed = task.slots_needed(train_cfg.max_digits)
+    needed = task.slots_needed(task.stage_size(train_cfg.max_digits))
+    if train_cfg.task == "programs" and train_cfg.max_digits > task.max_stages():
+        raise LlamaCPUError(f"the programs curriculum has {task.max_stages()} stages, not {train_cfg.max_digits}")
     if needed > config.layout.n_slots:
         raise LlamaCPUError(f"{train_cfg.max_digits}-digit {task.name} needs {needed} slots; the memory has "
                             f"{config.layout.n_slots} (at most {task.max_digits_for(config.layout.n_slots)} digits; "
@@ -151,6 +166,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     display = _Display(quiet=args.quiet, max_digits=train_cfg.max_digits)
     trainer = Trainer(run_dir, machine, config, train_cfg, on_progress=display.update,
                       on_check=recorder.on_check if recorder else None)
+    if latest is None and train_cfg.init_from:
+        fresh = ckpt.init_from(machine, Path(train_cfg.init_from))
+        display.console.log(f"started from {train_cfg.init_from} ({len(fresh)} tensors new)")
     if latest is not None:
         ckpt.load_weights(machine, latest)
         trainer.load_state(ckpt.load_state(latest))
@@ -166,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _make_recorder(args: argparse.Namespace, run_dir: Path, config: ckpt.RunConfig, machine: Any) -> Any:
-    if args.no_traces:
+    if args.no_traces or config.train.get("task") == "programs":  # probes are problems in words
         return None
     from llamacpu.recording import TrainingRecorder
 
@@ -232,7 +250,7 @@ class _Display:
         table = Table(title=f"held-out free-running accuracy after {summary['step']} steps ({wall:.0f} s)")
         for col in ("digits", "problems", "correct", "accuracy", "halted", "plan exact"):
             table.add_column(col, justify="right")
-        for digits in range(1, trainer.config.max_digits + 1):
+        for digits in sorted({trainer.task.stage_size(k) for k in range(1, trainer.config.max_digits + 1)}):
             problems = trainer.heldout.get(digits)
             r = evaluate(trainer.machine, trainer.task, digits, len(problems), seed=0, problems=problems,
                          diagnostics=False)
@@ -258,36 +276,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from llamacpu.evaluate import evaluate, results_json
-    from llamacpu.train import HeldOut, TrainConfig
+    from llamacpu.train import TrainConfig
 
-    sizes = parse_digits(args.digits)
     if args.trials < 1:
         raise LlamaCPUError("--trials must be at least 1")
     machine, config, latest = ckpt.load_machine(args.run, pick_device(args.device))
     train_cfg = TrainConfig.from_dict(config.train)
-    task = get_task(train_cfg.task)
+    task = get_task(args.task or train_cfg.task)
+    sizes = parse_digits(args.digits or ("4,8,12,16,24,48,96" if task.name == "programs" else "1,2,3,4"))
     too_big = [d for d in sizes if task.slots_needed(d) > config.layout.n_slots]
     if too_big:
         raise LlamaCPUError(f"{too_big[0]}-digit {task.name} needs {task.slots_needed(too_big[0])} slots; this "
                             f"machine has {config.layout.n_slots}")
-    heldout = HeldOut(task, train_cfg)
     results = []
-    for d in sizes:
-        rng = random.Random(f"eval-{args.seed}-{d}")
-        if d == 1:  # every 1-digit pair exists; only the 20 held out were never trained on
-            pool = heldout.get(1)
-            problems = [rng.choice(pool) for _ in range(args.trials)]
-        else:  # fresh random problems: training saw a vanishing fraction of the k-digit space
-            problems = [task.sample(rng, d) for _ in range(args.trials)]
-        results.append(evaluate(machine, task, d, args.trials, seed=args.seed, problems=problems))
+    for d in sizes:  # held-out problems only (a hash of each problem decides), distinct, up to --trials
+        results.append(evaluate(machine, task, d, args.trials, seed=f"eval-{args.seed}-{d}"))
     if args.json:
         print(json.dumps(results_json(task.name, results)))
         return 0
     table = Table(title=f"{args.run}: free-running accuracy ({'step ' + latest.name[5:] if latest else 'untrained'})")
-    for col in ("digits", "trials", "correct", "accuracy", "halted", "plan exact", "from target plan"):
+    planned = getattr(task, "planned", True)  # random programs have no plan: nothing to compare it with
+    for col in (task.size_name, "trials", "correct", "accuracy", "halted") + (("plan exact", "from target plan")
+                                                                               if planned else ()):
         table.add_column(col, justify="right")
     for r in results:
-        table.add_row(str(r.digits), str(r.trials), str(r.correct), f"{r.accuracy:.1%}", str(r.halted),
-                      f"{r.plan_exact:.1%}", f"{r.from_target:.1%}")
+        plan = (f"{r.plan_exact:.1%}", "-" if r.from_target is None else f"{r.from_target:.1%}") if planned else ()
+        table.add_row(str(r.digits), str(r.trials), str(r.correct), f"{r.accuracy:.1%}", str(r.halted), *plan)
     Console().print(table)
+    jumps: dict[str, list[int]] = {}
+    for r in results:
+        for bucket, (n, ok) in r.by_taken_jumps.items():
+            row = jumps.setdefault(bucket, [0, 0])
+            row[0], row[1] = row[0] + n, row[1] + ok
+    if jumps:
+        by = Table(title="the same programs by jumps taken (all lengths)")
+        for col in ("jumps taken", "trials", "correct", "accuracy"):
+            by.add_column(col, justify="right")
+        for bucket, (n, ok) in sorted(jumps.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+"))):
+            by.add_row(bucket, str(n), str(ok), f"{ok / n:.1%}")
+        Console().print(by)
     return 0

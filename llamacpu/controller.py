@@ -11,10 +11,18 @@ query. Presets:
   where the hardware has bf16 arithmetic (CUDA, CPUs with AVX512-BF16 or AMX) and in float32
   elsewhere (``compute_dtype="auto"``): on an AVX2-only CPU bf16 matmuls are emulated.
 
-Pointer heads are hybrid: an absolute distribution over addresses, a distribution over offsets
-relative to an origin (the slot's own address when planning, the REG pointer when choosing the
-next PC) and a learned mix of the two. Relative offsets make the per-digit code the same on
-every page, which is what the curriculum needs to carry 1-digit skill to k digits.
+Plan pointer heads are hybrid: an absolute distribution over addresses, a distribution over
+offsets relative to the slot's own address, and a learned mix of the two. Relative offsets make
+the per-digit code the same on every page, which is what the curriculum needs to carry 1-digit
+skill to k digits.
+
+The control unit (``next_pc``) mixes addressing modes for the next PC (:class:`ControlHead`):
+``next``, the next INST slot after the instruction last run (a content-based move over slot
+types, so it runs layouts it never saw); ``jump``, where that instruction's ``dst`` points; and
+optionally ``absolute`` and ``relative`` (the first machine's only two, kept for the ablations
+and for runs trained with them). The execute query carries the opcode of the instruction last
+run and the REG slot's status flag (the result of that instruction, a jump's condition), so
+whether a jump is taken is the controller's decision from a value read from memory that cycle.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from llamacpu.isa import ISA
+from llamacpu.isa import ISA, OPCODES
 from llamacpu.memory import shift_distribution
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,8 @@ MAX_PLACE = 32  # place values past this share one embedding
 MAX_NUMBERS = 4  # numbers past the fourth share one embedding
 CHARS = " 0123456789+-*/=?.,abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PC_MODES = ("next", "jump", "absolute", "relative")
+LEGACY_PC_MODES = ("absolute", "relative")  # the first machine's PC head (runs made before pc_modes existed)
 
 
 class ControllerError(LlamaCPUError):
@@ -60,10 +70,31 @@ class ControllerConfig:
     lora_alpha: int = 32
     max_offset: int = 10  # relative pointers reach -max_offset..+max_offset slots
     seed: int = 0  # initialization of everything trained from scratch
+    pc_modes: tuple[str, ...] = ("next", "jump")  # the control unit's addressing modes (see ControlHead)
+    status_register: bool = True  # REG keeps the last result (a jump's condition) for the next cycle
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pc_modes", tuple(self.pc_modes))
+        unknown = [m for m in self.pc_modes if m not in PC_MODES]
+        if unknown or not self.pc_modes:
+            raise ControllerError(f"unknown PC modes {unknown} (known: {', '.join(PC_MODES)})")
 
     @property
     def pretrained(self) -> bool:
         return self.preset != "tiny"
+
+    @property
+    def legacy_pc(self) -> bool:
+        """The first machine's control unit: absolute/relative PC head, no opcode, no flag."""
+        return self.pc_modes == LEGACY_PC_MODES and not self.status_register
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "ControllerConfig":
+        """From a run's config.json; a run saved before the general CPU gets its own control unit."""
+        raw = dict(raw)
+        if "pc_modes" not in raw:
+            raw["pc_modes"], raw["status_register"] = LEGACY_PC_MODES, False
+        return cls(**raw)
 
 
 class PromptTokenizer:
@@ -197,6 +228,53 @@ class PointerHead(nn.Module):
 
 
 @dataclass
+class ControlInputs:
+    """What the control unit reads to choose the next PC (the machine computes it from memory).
+
+    current: [B, D] the instruction last run (the slot REG points at); reg_ptr: [B, W] where REG
+    points; op: [B, OPS] the opcode that instruction ran (zeros before the first cycle); flag:
+    [B, C] the REG slot's content (its result); next_inst: [B, W] the next INST slot after it;
+    jump: [B, W] where its ``dst`` points.
+    """
+
+    current: torch.Tensor
+    reg_ptr: torch.Tensor
+    op: torch.Tensor
+    flag: torch.Tensor
+    next_inst: torch.Tensor
+    jump: torch.Tensor
+
+
+class ControlHead(nn.Module):
+    """The next PC as a learned mix of addressing modes: hidden [B, d] -> [B, W] and the mix [B, M]."""
+
+    def __init__(self, d: int, n_slots: int, max_offset: int, modes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.modes, self.max_offset = modes, max_offset
+        if "absolute" in modes:
+            self.absolute = nn.Linear(d, n_slots)
+        if "relative" in modes:
+            self.relative = nn.Linear(d, 2 * max_offset + 1)
+        self.mix = nn.Linear(d, len(modes))
+
+    def forward(self, h: torch.Tensor, control: ControlInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        w = control.reg_ptr.shape[-1]
+        parts = []
+        for mode in self.modes:
+            if mode == "next":
+                parts.append(control.next_inst)
+            elif mode == "jump":
+                parts.append(control.jump)
+            elif mode == "absolute":
+                parts.append(torch.softmax(self.absolute(h)[..., :w], dim=-1))
+            else:
+                offsets = torch.softmax(self.relative(h), dim=-1)
+                parts.append(shift_distribution(control.reg_ptr, offsets, self.max_offset))
+        mix = torch.softmax(self.mix(h), dim=-1)  # (B, M)
+        return (mix.unsqueeze(-1) * torch.stack(parts, dim=1)).sum(1), mix
+
+
+@dataclass
 class PlanHeads:
     type_logits: torch.Tensor  # [B, W, K]
     pointers: torch.Tensor  # [B, W, P, W] probabilities over addresses
@@ -224,7 +302,13 @@ class Controller(nn.Module):
         self.type_head = nn.Linear(d, lay.n_types)
         self.pointer_heads = nn.ModuleList(PointerHead(d, lay.n_slots, config.max_offset) for _ in range(lay.n_pointers))
         self.content_head = nn.Linear(d, lay.n_values)
-        self.pc_head = PointerHead(d, lay.n_slots, config.max_offset)
+        if config.legacy_pc:
+            self.pc_head: nn.Module = PointerHead(d, lay.n_slots, config.max_offset)
+        else:
+            self.pc_head = ControlHead(d, lay.n_slots, config.max_offset, config.pc_modes)
+            self.op_emb = nn.Linear(len(OPCODES), d, bias=False)  # the opcode last run, into the query
+            if config.status_register:
+                self.flag_emb = nn.Linear(lay.n_values, d, bias=False)  # REG's status flag, into the query
         self.page_size = lay.page_size
         for emb in (self.page_emb, self.offset_emb, self.place_emb, self.number_emb):
             nn.init.normal_(emb.weight, std=0.02)
@@ -289,21 +373,29 @@ class Controller(nn.Module):
         return _layer_kv(out.past_key_values)
 
     def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
-                memory: torch.Tensor, current: torch.Tensor, reg_ptr: torch.Tensor) -> torch.Tensor:
+                memory: torch.Tensor, control: ControlInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """The control unit: which instruction runs now.
 
-        memory: [B, W, D]; current: [B, D] the slot the REG slot points at (the instruction last
-        run); reg_ptr: [B, W] where the REG slot points -> PC distribution [B, W].
+        memory: [B, W, D] -> PC distribution [B, W] and the mix of addressing modes [B, M].
         """
         from transformers import DynamicCache
 
         b, w, _ = memory.shape
         slots = self.slot_encoder(memory) + self.address_embedding(w, memory.device)  # (B, W, d)
-        query = (self.exec_query + self.slot_encoder(current)).unsqueeze(1)  # (B, 1, d)
+        query = self.exec_query + self.slot_encoder(control.current)  # (B, d)
+        if not self.config.legacy_pc:
+            query = query + self.op_emb(control.op)
+            if self.config.status_register:
+                query = query + self.flag_emb(control.flag)
         mask = torch.cat([prompt_mask, torch.ones(b, w + 1, dtype=prompt_mask.dtype, device=memory.device)], dim=1)
-        out = self._run(torch.cat([slots, query], dim=1), mask, past=DynamicCache(prompt_kv))
-        h = out.last_hidden_state[:, -1:].float()  # (B, 1, d)
-        return self.pc_head(h, reg_ptr.unsqueeze(1)).squeeze(1)
+        out = self._run(torch.cat([slots, query.unsqueeze(1)], dim=1), mask, past=DynamicCache(prompt_kv))
+        h = out.last_hidden_state[:, -1].float()  # (B, d)
+        if self.config.legacy_pc:
+            head = self.pc_head
+            g = torch.sigmoid(head.mix(h))  # (B, 1)
+            pc = head(h.unsqueeze(1), control.reg_ptr.unsqueeze(1)).squeeze(1)
+            return pc, torch.cat([g, 1 - g], dim=-1)
+        return self.pc_head(h, control)
 
 
 def _layer_kv(cache: Any, length: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -4,17 +4,25 @@ The model writes every slot, picks every PC, the OEU computes every result, and 
 decoded from the result slots. Two diagnostics sit beside accuracy (they found the OEU's
 memorization fault at a glance in the prototype): ``plan_exact``, the argmax plan equals the
 target image, and ``from_target``, free running started from the target image instead of the plan.
+
+Problems come only from the held-out side of the task's hash (:func:`draw_held_out`), so an
+evaluation at any size and seed never meets a training problem. A random program (``--task
+programs``) has no plan phase: it runs from its image, and it is right when it halts at the
+interpreter's step with every slot the interpreter wrote holding the interpreter's value.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
+from torch.nn import functional as F
 
 from llamacpu.controller import Prompt
 from llamacpu.machine import Execution, Machine, Plan
+from typing import Any
+
 from llamacpu.tasks import AdditionTask, Program, ProgramBatch, collate
 from llamacpu.tasks.base import IGNORE
 
@@ -37,29 +45,57 @@ def step_limit(program_steps: int) -> int:
     return 2 * program_steps + 8
 
 
-def free_run(machine: Machine, programs: list[Program], record: bool = False, from_target: bool = False) -> FreeRun:
-    """Run programs of one size free running (hard reads, argmax choices)."""
+def free_run(machine: Machine, programs: list[Program], record: bool = False, from_target: bool = False,
+             max_steps: int | None = None) -> FreeRun:
+    """Run programs free running (hard reads, argmax choices); sizes may differ."""
     device = machine.keys.device
     batch = collate(programs, machine.isa).to(device)
-    prompt = machine.controller.tokenizer.batch(batch.prompts).to(device)
+    limit = max_steps if max_steps is not None else step_limit(batch.steps)
     was_training = machine.training
     machine.eval()
     try:
         with torch.no_grad():
-            plan = machine.plan(prompt, batch.window, record=record)
-            start = batch.memory if from_target else machine.harden(plan.memory)
-            execution = machine.execute(prompt, start, step_limit(batch.steps), hard=True, record=record,
-                                        prompt_kv=plan.prompt_kv)
+            if batch.planned:
+                prompt = machine.controller.tokenizer.batch(batch.prompts).to(device)
+                plan = machine.plan(prompt, batch.window, record=record)
+                start = batch.memory if from_target else machine.harden(plan.memory)
+                prompt_kv = plan.prompt_kv
+            else:
+                prompt = Prompt.padding(len(programs), machine.controller.tokenizer.pad_id, device)
+                lay = machine.isa.layout
+                plan = image_plan(batch, lay.n_types, lay.n_values)
+                start, prompt_kv = batch.memory, None
+            execution = machine.execute(prompt, start, limit, hard=True, record=record, prompt_kv=prompt_kv)
     finally:
         machine.train(was_training)
-    digits = machine.read_answer(execution.memory, batch.answer_slots).argmax(-1)  # (B, R)
-    produced = [AdditionTask.answer_from_digits(row.tolist()) for row in digits]
-    correct = [bool(h) and p == prog.answer for h, p, prog in zip(execution.halted.tolist(), produced, programs)]
+    digits = machine.read_answer(execution.memory, batch.answer_slots).argmax(-1).cpu()  # (B, R)
+    produced, correct = [], []
+    for i, prog in enumerate(programs):
+        got = digits[i, : prog.answer_slots.numel()]
+        halted = bool(execution.halted[i])
+        if prog.prompt:
+            produced.append(AdditionTask.answer_from_digits(got.tolist()))
+            correct.append(halted and produced[-1] == prog.answer)
+        else:  # a random program: halted at the interpreter's step, every written slot right
+            produced.append(int((got == prog.answer_digits).sum()))
+            correct.append(halted and int(execution.steps[i]) == prog.steps and torch.equal(got, prog.answer_digits))
     return FreeRun(batch, prompt, plan, execution, produced, correct, plan_exact(plan, batch))
+
+
+def image_plan(batch: ProgramBatch, n_types: int, n_values: int) -> Plan:
+    """The "plan" of programs given as memory images: the images themselves, as sure logits."""
+    sure = 1e4
+    type_logits = sure * F.one_hot(batch.types, n_types).float()  # (B, W, K)
+    pointers = F.one_hot(batch.pointers.clamp(min=0), batch.window).float()  # (B, W, P, W)
+    pointers = pointers * (batch.pointers != IGNORE).unsqueeze(-1)
+    content_logits = sure * F.one_hot(batch.contents.clamp(min=0), n_values).float()  # (B, W, C)
+    return Plan(batch.memory, type_logits, pointers, content_logits)
 
 
 def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:
     """Per problem: does the argmax plan equal the target image where the target says anything?"""
+    if not batch.planned:
+        return [True] * len(batch.programs)
     ok = plan.type_logits.argmax(-1) == batch.types  # (B, W)
     content = plan.content_logits.argmax(-1)
     ok &= (content == batch.contents) | (batch.contents == IGNORE)
@@ -78,23 +114,38 @@ class SizeResult:
     plan_exact: float
     from_target: float | None  # None when diagnostics were not asked for
     failures: list[tuple[int, int]]
+    by_taken_jumps: dict[str, list[int]] = field(default_factory=dict)  # jumps taken -> [trials, correct]
 
 
-def evaluate(machine: Machine, task: AdditionTask, digits: int, trials: int, seed: int,
-             batch_size: int = 100, problems: list[tuple[int, int]] | None = None,
+def draw_held_out(task: Any, size: int, trials: int, seed: Any) -> list[tuple[int, ...]]:
+    """Up to ``trials`` distinct held-out problems of one size (all of them where fewer exist,
+    as for 1-digit addition: about 20 of its 100 pairs)."""
+    rng = random.Random(seed)
+    found: dict[tuple[int, ...], None] = {}
+    for _ in range(200 * trials):
+        p = task.sample(rng, size)
+        if task.is_held_out(p):
+            found[p] = None
+            if len(found) >= trials:
+                break
+    return list(found)
+
+
+def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
+             batch_size: int = 100, problems: list[tuple[int, ...]] | None = None,
              diagnostics: bool = True, keep_failures: bool = False,
              max_failures: int | None = None) -> SizeResult:
-    """Accuracy on ``trials`` problems of one size drawn with ``seed`` (or the given problems).
-    With ``max_failures``, stops after the first batch that takes the failures past it: the
-    result then covers the problems run so far (``trials`` says how many)."""
+    """Accuracy on up to ``trials`` held-out problems of one size drawn with ``seed`` (or the given
+    problems). With ``max_failures``, stops after the first batch that takes the failures past
+    it: the result then covers the problems run so far (``trials`` says how many)."""
     if problems is None:
-        rng = random.Random(seed)
-        problems = [task.sample(rng, digits) for _ in range(trials)]
+        problems = draw_held_out(task, digits, trials, seed)
     n = correct = halted = exact = from_target = 0  # n: problems run so far
     failures: list[tuple[int, int]] = []
+    by_jumps: dict[str, list[int]] = {}
     for i in range(0, len(problems), batch_size):
         chunk = problems[i: i + batch_size]
-        programs = [task.compile(a, b, machine.isa) for a, b in chunk]
+        programs = [task.build(p, machine.isa) for p in chunk]
         run = free_run(machine, programs)
         n += len(chunk)
         correct += sum(run.correct)
@@ -102,18 +153,36 @@ def evaluate(machine: Machine, task: AdditionTask, digits: int, trials: int, see
         exact += sum(run.plan_exact)
         if keep_failures:
             failures += [p for p, ok in zip(chunk, run.correct) if not ok]
-        if diagnostics:
+        for prog, ok in zip(programs, run.correct):
+            if prog.taken_jumps is not None:
+                row = by_jumps.setdefault(jump_bucket(prog.taken_jumps), [0, 0])
+                row[0] += 1
+                row[1] += int(ok)
+        if diagnostics and run.batch.planned:
             from_target += sum(free_run(machine, programs, from_target=True).correct)
         if max_failures is not None and n - correct > max_failures:
             break
+    planned = getattr(task, "planned", True)
     return SizeResult(digits, n, correct, correct / n, halted, exact / n,
-                      from_target / n if diagnostics else None, failures)
+                      from_target / n if diagnostics and planned else None, failures,
+                      dict(sorted(by_jumps.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+")))))
+
+
+JUMP_BUCKETS = ((0, 0), (1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9))
+
+
+def jump_bucket(n: int) -> str:
+    """A program's number of taken jumps as a reporting bucket: "0", "1-2", ..., "21+"."""
+    for lo, hi in JUMP_BUCKETS:
+        if lo <= n <= hi:
+            return str(lo) if lo == hi else (f"{lo}+" if hi >= 10**9 else f"{lo}-{hi}")
+    raise ValueError(n)
 
 
 def results_json(task: str, results: list[SizeResult]) -> dict:
     """The JSON that ``llamacpu eval --json`` prints."""
     rows = []
     for r in results:
-        row = {k: v for k, v in asdict(r).items() if k != "failures"}
+        row = {k: v for k, v in asdict(r).items() if k != "failures" and not (k == "by_taken_jumps" and not v)}
         rows.append(row)
     return {"task": task, "results": rows}

@@ -2,16 +2,21 @@
 
 One execute cycle, batched over B problems and a memory window of W slots:
 
-1. the controller reads the prompt (KV-cached), every slot and a query -> PC distribution;
+1. the control unit reads the prompt (KV-cached), every slot and a query (the instruction last
+   run, its opcode, the REG slot's status flag) -> PC distribution, a mix of addressing modes:
+   the next INST slot after the one last run, that instruction's jump target, ...;
 2. soft fetch ``I = pc @ M``; its pointers attend over the addresses (op, src1, src2, dst);
 3. reads: the operator slot through ``op`` (indirect), the arguments through ``src1``/``src2``;
 4. OEU(opcode, a, b) -> result and write gate;
 5. soft write of a DATA slot holding the result at ``dst`` (erase, add, scaled by the gate);
 6. halt probability = probability that the fetched operator is HALT;
-7. the REG slot now points at the instruction just run.
+7. the REG slot now points at the instruction just run and holds its result (the status flag).
 
-``hard=True`` is free running as evaluation does it: every choice is its argmax, memory is read
-hard, episodes that halted stop writing. Nothing here runs under ``no_grad``: the caller decides.
+The semantics these steps approximate are :mod:`llamacpu.interpreter`'s. ``hard=True`` is free
+running as evaluation does it: every choice is its argmax, memory is read hard, episodes that
+halted stop writing. In training, ``lengths`` gives each episode its own number of steps (its
+target run's): an episode past its length writes nothing and keeps its REG. Nothing here runs
+under ``no_grad``: the caller decides.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from llamacpu import memory as swm
-from llamacpu.controller import Controller, Prompt
-from llamacpu.isa import DATA, HALT_OP, ISA, OPCODES
+from llamacpu.controller import ControlInputs, Controller, Prompt
+from llamacpu.isa import DATA, HALT_OP, INST, ISA, OPCODES
 from llamacpu.oeu import OperatorExecutionUnit
+from llamacpu.tasks.base import IGNORE
 
 
 @dataclass
@@ -42,7 +48,7 @@ class Plan:
 class Teacher:
     """Targets that scheduled sampling may substitute for the machine's own choices."""
 
-    pc: torch.Tensor  # [B, T] long
+    pc: torch.Tensor  # [B, T] long, IGNORE past an episode's end
     result: torch.Tensor  # [B, T] long
     p_pc: float = 0.0  # probability (per problem, per step) of running the target PC instead
     p_result: float = 0.0  # probability of writing the target result instead of the OEU's
@@ -62,6 +68,7 @@ class Execution:
     oeu_in: torch.Tensor | None = None  # [B, T, 3, C] opcode (padded to C), a, b
     gate: torch.Tensor | None = None  # [B, T]
     memories: torch.Tensor | None = None  # [B, T+1, W, D]
+    pc_mix: torch.Tensor | None = None  # [B, T, M] weight of each of the control unit's addressing modes
     extra: dict = field(default_factory=dict)
 
 
@@ -110,34 +117,40 @@ class Machine(nn.Module):
         hard: bool = False,
         record: bool = False,
         prompt_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> Execution:
-        """Run ``steps`` cycles (training: exactly the target's steps; free running: the limit).
+        """Run up to ``steps`` cycles (training: the longest target run; free running: the limit).
 
         prompt: [B, L]; memory: [B, W, D]; prompt_kv: the plan pass's keys and values of the
-        prompt (:attr:`Plan.prompt_kv`), encoded here when not given.
+        prompt (:attr:`Plan.prompt_kv`), encoded here when not given; lengths: [B] steps of each
+        episode (training), else episodes run until they halt (``hard``) or for ``steps``.
         """
         isa = self.isa
         b, w, _ = memory.shape
         n_ops = len(OPCODES)
+        device = memory.device
         if prompt_kv is None:
             prompt_kv = self.controller.encode_prompt(prompt)
-        data_type = F.one_hot(torch.tensor(DATA, device=memory.device), isa.layout.n_types).float()
-        zero_ptrs = torch.zeros(isa.layout.n_pointers * isa.layout.key_dim, device=memory.device)
+        status = self.controller.config.status_register
+        data_type = F.one_hot(torch.tensor(DATA, device=device), isa.layout.n_types).float()
+        zero_ptrs = torch.zeros(isa.layout.n_pointers * isa.layout.key_dim, device=device)
         new_slot_head = torch.cat([data_type, zero_ptrs]).expand(b, -1)  # (B, K + P*A)
-        alive = torch.ones(b, device=memory.device)
-        halted = torch.zeros(b, dtype=torch.bool, device=memory.device)
-        n_run = torch.full((b,), steps, dtype=torch.long, device=memory.device)
-        pcs, oeu_logits, halts = [], [], []
+        alive = torch.ones(b, device=device)
+        halted = torch.zeros(b, dtype=torch.bool, device=device)
+        n_run = torch.full((b,), steps, dtype=torch.long, device=device) if lengths is None else lengths.to(device)
+        last_op = torch.zeros(b, n_ops, device=device)  # the opcode last run (the instruction register)
+        pcs, oeu_logits, halts, mixes = [], [], [], []
         rec: dict[str, list[torch.Tensor]] = {"ptr": [], "in": [], "gate": [], "mem": [memory]} if record else {}
-        ptr0 = isa.pointer_slice(0)
+        ptr0, content = isa.pointer_slice(0), isa.content_slice
+        keys_w = self.keys[:w]
 
         for t in range(steps):
-            reg_ptr = self.attend(memory[:, 0, ptr0], w)  # (B, W) where the REG slot points
-            if hard:
-                reg_ptr = _hard(reg_ptr)
-            current = swm.read(memory, reg_ptr)  # (B, D) the instruction last run
-            pc = self.controller.next_pc(prompt_kv, prompt.mask, memory, current, reg_ptr)  # (B, W)
+            if lengths is not None:
+                alive = (t < n_run).float()
+            control = self.control_inputs(memory, last_op, hard)
+            pc, mix = self.controller.next_pc(prompt_kv, prompt.mask, memory, control)  # (B, W), (B, M)
             pcs.append(pc)
+            mixes.append(mix)
             pc_used = _hard(pc) if hard else pc
             if teacher is not None and teacher.p_pc > 0:
                 pc_used = _substitute(pc_used, teacher.pc[:, t], teacher.p_pc, teacher.generator)
@@ -147,7 +160,7 @@ class Machine(nn.Module):
             ptr = self.attend(keys, w)  # (B, P, W): op, src1, src2, dst
             if hard:
                 ptr = _hard(ptr)
-            operands = swm.read(memory, ptr[:, :3])[..., isa.content_slice]  # (B, 3, C)
+            operands = swm.read(memory, ptr[:, :3])[..., content]  # (B, 3, C)
             op = operands[:, 0, :n_ops]
             op = op / op.sum(-1, keepdim=True).clamp(min=1e-6)  # (B, OPS): opcodes are codes 0..12
             a, bb = operands[:, 1], operands[:, 2]
@@ -165,16 +178,20 @@ class Machine(nn.Module):
 
             slot = torch.cat([new_slot_head, result], dim=-1)  # (B, D) a DATA slot holding the result
             memory = swm.write(memory, ptr[:, 3], gate * alive, slot)
+            live = alive.unsqueeze(-1)
             reg = memory[:, 0].clone()
-            reg[:, ptr0] = alive.unsqueeze(-1) * (pc_used @ self.keys[:w]) + (1 - alive.unsqueeze(-1)) * reg[:, ptr0]
+            reg[:, ptr0] = live * (pc_used @ keys_w) + (1 - live) * reg[:, ptr0]
+            if status:
+                reg[:, content] = live * result + (1 - live) * reg[:, content]
             memory = torch.cat([reg.unsqueeze(1), memory[:, 1:]], dim=1)
+            last_op = live * op + (1 - live) * last_op
 
             if record:
                 rec["ptr"].append(ptr)
                 rec["in"].append(torch.stack([F.pad(op, (0, isa.layout.n_values - n_ops)), a, bb], dim=1))
                 rec["gate"].append(gate * alive)
                 rec["mem"].append(memory)
-            if hard:
+            if hard and lengths is None:
                 now = (halt > 0.5) & ~halted
                 n_run = torch.where(now, torch.full_like(n_run, t + 1), n_run)
                 halted = halted | now
@@ -189,6 +206,7 @@ class Machine(nn.Module):
             halt=torch.stack(halts, 1),
             halted=halted,
             steps=n_run,
+            pc_mix=torch.stack(mixes, 1),
         )
         if record:
             out.ptr_attn = torch.stack(rec["ptr"], 1)
@@ -196,6 +214,20 @@ class Machine(nn.Module):
             out.gate = torch.stack(rec["gate"], 1)
             out.memories = torch.stack(rec["mem"], 1)
         return out
+
+    def control_inputs(self, memory: torch.Tensor, last_op: torch.Tensor, hard: bool = False) -> ControlInputs:
+        """What the control unit reads this cycle, from memory [B, W, D] and the last opcode [B, OPS]."""
+        isa, w = self.isa, memory.shape[1]
+        reg_ptr = self.attend(memory[:, 0, isa.pointer_slice(0)], w)  # (B, W) where the REG slot points
+        if hard:
+            reg_ptr = _hard(reg_ptr)
+        current = swm.read(memory, reg_ptr)  # (B, D) the instruction last run
+        jump = self.attend(current[:, isa.pointer_slice(3)], w)  # (B, W) where its dst points
+        next_inst = swm.next_marked(reg_ptr, memory[..., INST])  # (B, W) the next INST slot after it
+        if hard:
+            jump = _hard(jump)
+        return ControlInputs(current=current, reg_ptr=reg_ptr, op=last_op, flag=memory[:, 0, isa.content_slice],
+                             next_inst=next_inst, jump=jump)
 
     def read_answer(self, memory: torch.Tensor, answer_slots: torch.Tensor) -> torch.Tensor:
         """Content distributions of the result slots: memory [B, W, D], slots [B, R] -> [B, R, C]."""
@@ -208,7 +240,9 @@ def _hard(probs: torch.Tensor) -> torch.Tensor:
 
 
 def _substitute(chosen: torch.Tensor, target: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Per problem, with probability p, the one-hot target replaces the machine's choice [B, X]."""
+    """Per problem, with probability p, the one-hot target replaces the machine's choice [B, X]
+    (never where the target is IGNORE: an episode past its end)."""
     use = torch.rand(chosen.shape[0], generator=generator).to(chosen.device) < p
-    forced = F.one_hot(target, chosen.shape[-1]).to(chosen.dtype)
+    use = use & (target != IGNORE)
+    forced = F.one_hot(target.clamp(min=0), chosen.shape[-1]).to(chosen.dtype)
     return torch.where(use.unsqueeze(-1), forced, chosen)

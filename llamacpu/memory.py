@@ -44,3 +44,23 @@ def shift_distribution(base: torch.Tensor, offsets: torch.Tensor, max_offset: in
     # shifted[b, k, j] = base[b, j - (k - R)]
     windows = padded.unfold(-1, n, 1).flip(1)  # (B, 2R+1, N): window k starts at 2R - k
     return (offsets.unsqueeze(-1) * windows).sum(1)
+
+
+def next_marked(origin: torch.Tensor, marks: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """Content-based relative move: from where we are to the next marked slot after it.
+
+    origin: [B, N] (where we are); marks: [B, N] in [0, 1] (e.g. the probability that a slot is
+    an INST) -> [B, N], the distribution of "the first marked slot past the origin":
+    ``out[j] = marks[j] * sum_{i<j} origin[i] * prod_{i<k<j} (1 - marks[k])``. With hard marks it
+    is exact; mass that finds no marked slot past its origin is dropped. The running product is
+    a cumulative sum of logs, so the cost is one [N, N] matrix per row, not a scan.
+    """
+    log_q = (1.0 - marks).clamp(min=floor).log()  # (B, N)
+    cum = log_q.cumsum(-1)  # cum[k] = sum_{m<=k} log q[m]
+    # between[i, j] = prod_{i<k<j} q[k] = exp(cum[j-1] - cum[i]) for j > i
+    before_j = torch.nn.functional.pad(cum, (1, 0))[..., :-1]  # (B, N): cum[j-1], 0 for j = 0
+    diff = before_j.unsqueeze(-2) - cum.unsqueeze(-1)  # (B, N_i, N_j)
+    n = origin.shape[-1]
+    later = torch.ones(n, n, dtype=torch.bool, device=origin.device).triu(1)  # j > i
+    between = torch.where(later, diff.clamp(max=0.0).exp(), torch.zeros((), dtype=diff.dtype, device=diff.device))
+    return marks * (origin.unsqueeze(-2) @ between).squeeze(-2)

@@ -57,6 +57,7 @@ def new_meta(**fields: Any) -> dict[str, Any]:
         "run": None, "checkpoint": None, "controller": "", "seed": None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "probe_id": None,
         "window": 0, "roles": {}, "answer_slots": [], "mode": "plan+execute",
+        "pc_modes": [],  # the control unit's addressing modes, in the order of exec.pc_mix's columns
     }
     unknown = set(fields) - set(meta)
     if unknown:
@@ -83,7 +84,8 @@ def _op_results(n_values: int) -> torch.Tensor:
 
 def exec_record(execution: Any, i: int, n_values: int, pc_target: torch.Tensor | None = None) -> dict[str, Any]:
     """The ``exec`` part of episode ``i`` of a recorded :class:`~llamacpu.machine.Execution`,
-    cut to its own steps. pc_target: [T'] the task's PCs (padded with -1 or cut to T)."""
+    cut to its own steps. pc_target: [T'] the task's PCs (padded with -1 or cut to T). ``pc_mix``
+    [T, M] weighs the control unit's addressing modes (named in ``meta.pc_modes``)."""
     if execution.memories is None:
         raise ValueError("the execution was not recorded (execute(..., record=True))")
     t = int(execution.steps[i])
@@ -103,6 +105,17 @@ def exec_record(execution: Any, i: int, n_values: int, pc_target: torch.Tensor |
         "write_gate": execution.gate[i, :t].detach().cpu().to(f16),
         "halt": execution.halt[i, :t].detach().cpu().to(f16),
         "memory": execution.memories[i, : t + 1].detach().cpu().to(f16),
+        **({} if execution.pc_mix is None else {"pc_mix": execution.pc_mix[i, :t].detach().float().cpu().to(f16)}),
+    }
+
+
+def reference_record(run: Any) -> dict[str, Any]:
+    """The interpreter's run (:class:`llamacpu.interpreter.Run`) as plain data: the trace's
+    ``reference`` (what the debugger lays the neural run beside)."""
+    return {
+        "pc": [int(x) for x in run.pc], "op": [OPCODES[o] for o in run.op], "results": [int(x) for x in run.results],
+        "taken": [bool(x) for x in run.taken], "halted": bool(run.halted), "steps": int(run.steps),
+        "writes": {f"{a:04d}": int(v) for a, v in sorted(run.written.items())}, "fault": run.fault,
     }
 
 
@@ -132,35 +145,49 @@ def traces_from_run(machine: Any, free: Any, **meta: Any) -> list[dict[str, Any]
 
 
 def trace_from_run(machine: Any, free: Any, i: int, task: str = "add", **meta: Any) -> dict[str, Any]:
-    """The trace of episode ``i`` of a recorded free run (``task``: the task's name)."""
-    if free.execution.memories is None or free.plan.prompt_attn is None:
+    """The trace of episode ``i`` of a recorded free run (``task``: the task's name). A program
+    given as a memory image (no prompt) is recorded with its image as the plan."""
+    from llamacpu import interpreter
+
+    planned = free.batch.planned
+    if free.execution.memories is None or (planned and free.plan.prompt_attn is None):
         raise ValueError("free_run(..., record=True) is needed to build a trace")
     isa: ISA = machine.isa
     program = free.batch.programs[i]
     keep = free.prompt.mask[i].bool().cpu()
     ids = free.prompt.ids[i].cpu()[keep]
-    pieces = machine.controller.tokenizer.pieces(program.prompt)[1]
+    pieces = machine.controller.tokenizer.pieces(program.prompt)[1] if program.prompt else []
     w = program.window
     f16 = torch.float16
     execution = exec_record(free.execution, i, isa.layout.n_values, program.pc)
-    plan = {
-        "addr": torch.arange(w),
-        "slot": free.plan.memory[i].detach().cpu().to(f16),
-        "target": free.batch.memory[i].detach().cpu().to(f16),
-        "prompt_attn": free.plan.prompt_attn[i].detach().cpu()[:, keep].to(f16),
-        "loss": plan_loss(free.plan, free.batch, i),
-    }
+    if planned:
+        plan = {
+            "addr": torch.arange(w),
+            "slot": free.plan.memory[i, :w].detach().cpu().to(f16),
+            "target": free.batch.memory[i, :w].detach().cpu().to(f16),
+            "prompt_attn": free.plan.prompt_attn[i, :w].detach().cpu()[:, keep].to(f16),
+            "loss": plan_loss(free.plan, free.batch, i)[:w],
+        }
+    else:
+        plan = {"addr": torch.arange(w), "slot": free.batch.memory[i, :w].detach().cpu().to(f16),
+                "target": None, "prompt_attn": None, "loss": None}
+    execution["memory"] = execution["memory"][:, :w]
+    for key in ("pc", "ptr_attn"):
+        execution[key] = execution[key][..., :w]
+    ref = interpreter.run(interpreter.Image.from_targets(program.types, program.pointers, program.contents, IGNORE),
+                          isa.layout.n_values, max(4 * program.steps, 16))
     fields = new_meta(
         task=task, prompt=program.prompt, operands=list(program.operands), digits=program.digits,
         expected=program.answer, produced=int(free.produced[i]), correct=bool(free.correct[i]),
         halted=bool(free.execution.halted[i]), steps=int(free.execution.steps[i]),
         controller=machine.controller.config.preset, window=w,
         roles={str(a): r for a, r in program.roles.items()},
-        answer_slots=[int(a) for a in program.answer_slots.tolist()], mode="plan+execute", **meta,
+        answer_slots=[int(a) for a in program.answer_slots.tolist()], mode="plan+execute" if planned else "image",
+        pc_modes=list(machine.controller.config.pc_modes), **meta,
     )
     return {
         "schema": SCHEMA, "meta": fields, "isa": isa.to_dict(), "prompt_tokens": ids.long(),
-        "prompt_pieces": list(pieces), "plan": plan, "exec": execution,
+        "prompt_pieces": list(pieces), "plan": plan, "exec": execution, "reference": reference_record(ref),
     }
 
 

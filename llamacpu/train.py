@@ -1,7 +1,10 @@
 """Training: losses, scheduled sampling, the curriculum, checkpoints and exact resume.
 
-Stage k trains k-digit problems, replaying earlier sizes, until free-running exact-match accuracy
-on held-out k-digit problems reaches a threshold; each stage has a step budget. Every random
+Stage k trains the task's k-th size (k-digit addition; random programs of up to
+``STAGE_LENGTHS[k-1]`` instructions), replaying earlier sizes, until free-running exact-match
+accuracy on held-out problems of the stage's size reaches a threshold; each stage has a step
+budget. Whether a problem is held out is a hash of the problem (:func:`llamacpu.tasks.base.held_out`),
+so no training batch ever holds one. Every random
 choice comes from generators whose states are checkpointed, so a resumed run continues exactly
 as an uninterrupted one would.
 """
@@ -21,7 +24,8 @@ import torch
 from torch.nn import functional as F
 
 from llamacpu import checkpoint as ckpt
-from llamacpu.evaluate import SizeResult, evaluate
+from llamacpu.controller import Prompt
+from llamacpu.evaluate import SizeResult, draw_held_out, evaluate
 from llamacpu.machine import Machine, Teacher
 from llamacpu.tasks import ProgramBatch, collate, get_task
 from llamacpu.tasks.base import IGNORE
@@ -60,6 +64,8 @@ class TrainConfig:
     })
     device: str = "cpu"
     optimizer: str = "adamw"  # "adamw" or "adamw8bit" (bitsandbytes; the 4-bit recipe)
+    init_from: str = ""  # a run folder whose weights start a new run (every tensor of matching name and shape)
+    programs_mix: float = 0.0  # fraction of batches that are random programs (keeps a task's CPU general)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
@@ -70,57 +76,61 @@ class TrainConfig:
 
 
 class HeldOut:
-    """Problems kept out of training: the competence check's and `eval`'s material."""
+    """Problems kept out of training: the competence check's and `eval`'s material. Which
+    problems are held out is the task's hash of each problem; this draws them per size."""
 
     def __init__(self, task: Any, config: TrainConfig) -> None:
-        self.problems: dict[int, list[tuple[int, int]]] = {}
-        self.sets: dict[int, set[tuple[int, int]]] = {}
+        self.problems: dict[int, list[tuple[int, ...]]] = {}
         self.task, self.config = task, config
 
-    def get(self, digits: int) -> list[tuple[int, int]]:
-        if digits not in self.problems:
-            rng = random.Random(f"heldout-{self.config.seed}-{digits}")
-            if digits == 1:
-                pairs = [(a, b) for a in range(10) for b in range(10)]
-                problems = rng.sample(pairs, 20)
-            else:
-                problems = list(dict.fromkeys(self.task.sample(rng, digits) for _ in range(self.config.eval_trials)))
-            self.problems[digits] = problems
-            self.sets[digits] = set(problems)
-        return self.problems[digits]
+    def get(self, size: int) -> list[tuple[int, ...]]:
+        if size not in self.problems:
+            self.problems[size] = draw_held_out(self.task, size, self.config.eval_trials,
+                                                f"heldout-{self.config.seed}-{size}")
+        return self.problems[size]
 
-    def contains(self, digits: int, problem: tuple[int, int]) -> bool:
-        self.get(digits)
-        return problem in self.sets[digits]
+    def contains(self, size: int, problem: tuple[int, ...]) -> bool:
+        return self.task.is_held_out(problem)
 
 
 def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: torch.Generator,
                  table_rows: int) -> dict[str, torch.Tensor]:
-    """Every loss of one batch, unweighted. The whole execute phase keeps its graph."""
+    """Every loss of one batch, unweighted. The whole execute phase keeps its graph. Steps past
+    an episode's own end (padding) are masked out of every per-step loss."""
     device = machine.keys.device
-    prompt = machine.controller.tokenizer.batch(batch.prompts).to(device)
-    plan = machine.plan(prompt, batch.window)
-    losses = {
-        "type": F.cross_entropy(plan.type_logits.flatten(0, 1), batch.types.flatten()),
-        "pointer": F.nll_loss(plan.pointers.clamp(min=1e-9).log().flatten(0, 2), batch.pointers.flatten(),
-                              ignore_index=IGNORE),
-        "content": F.cross_entropy(plan.content_logits.flatten(0, 1), batch.contents.flatten(), ignore_index=IGNORE),
-    }
-    memory = plan.memory
-    if tf > 0:  # scheduled sampling: some episodes start from the target image
-        use = (torch.rand(memory.shape[0], generator=generator) < tf).to(device)
-        memory = torch.where(use[:, None, None], batch.memory, memory)
+    losses: dict[str, torch.Tensor] = {}
+    if batch.planned:
+        prompt = machine.controller.tokenizer.batch(batch.prompts).to(device)
+        plan = machine.plan(prompt, batch.window)
+        losses.update({
+            "type": F.cross_entropy(plan.type_logits.flatten(0, 1), batch.types.flatten()),
+            "pointer": F.nll_loss(plan.pointers.clamp(min=1e-9).log().flatten(0, 2), batch.pointers.flatten(),
+                                  ignore_index=IGNORE),
+            "content": F.cross_entropy(plan.content_logits.flatten(0, 1), batch.contents.flatten(),
+                                       ignore_index=IGNORE),
+        })
+        memory, prompt_kv = plan.memory, plan.prompt_kv
+        if tf > 0:  # scheduled sampling: some episodes start from the target image
+            use = (torch.rand(memory.shape[0], generator=generator) < tf).to(device)
+            memory = torch.where(use[:, None, None], batch.memory, memory)
+    else:  # a program given as its memory image: the execute phase alone
+        prompt = Prompt.padding(len(batch.prompts), machine.controller.tokenizer.pad_id, device)
+        memory, prompt_kv = batch.memory, None
     teacher = Teacher(batch.pc, batch.oeu_result, p_pc=tf, p_result=tf, generator=generator)
-    ex = machine.execute(prompt, memory, batch.steps, teacher=teacher, prompt_kv=plan.prompt_kv)
-    losses["pc"] = F.nll_loss(ex.pc.clamp(min=1e-9).log().flatten(0, 1), batch.pc.flatten())
-    losses["oeu"] = F.cross_entropy(ex.oeu_logits.flatten(0, 1), batch.oeu_result.flatten())
-    halt_target = torch.zeros_like(ex.halt)
-    halt_target[:, -1] = 1.0
-    losses["halt"] = F.binary_cross_entropy(ex.halt.clamp(1e-6, 1 - 1e-6), halt_target)
+    ex = machine.execute(prompt, memory, batch.steps, teacher=teacher, prompt_kv=prompt_kv, lengths=batch.lengths)
+    losses["pc"] = F.nll_loss(ex.pc.clamp(min=1e-9).log().flatten(0, 1), batch.pc.flatten(), ignore_index=IGNORE)
+    losses["oeu"] = F.cross_entropy(ex.oeu_logits.flatten(0, 1), batch.oeu_result.flatten(), ignore_index=IGNORE)
+    steps = torch.arange(batch.steps, device=device)
+    live = steps.unsqueeze(0) < batch.lengths.unsqueeze(1)  # (B, T)
+    halt_target = (steps.unsqueeze(0) == batch.lengths.unsqueeze(1) - 1).float()
+    halt = F.binary_cross_entropy(ex.halt.clamp(1e-6, 1 - 1e-6), halt_target, reduction="none")
+    losses["halt"] = (halt * live).sum() / live.sum()
     answer = machine.read_answer(ex.memory, batch.answer_slots)  # (B, R, C)
-    losses["answer"] = F.nll_loss(answer.clamp(min=1e-9).log().flatten(0, 1), batch.answer_digits.flatten())
+    if batch.answer_digits.numel():
+        losses["answer"] = F.nll_loss(answer.clamp(min=1e-9).log().flatten(0, 1), batch.answer_digits.flatten(),
+                                      ignore_index=IGNORE)
     losses["table"] = machine.oeu.table_loss(table_rows, generator)
-    return losses
+    return {k: v for k, v in losses.items() if torch.isfinite(v)}
 
 
 class Trainer:
@@ -133,10 +143,14 @@ class Trainer:
         self.task = get_task(config.task)
         max_ok = self.task.max_digits(machine.isa)
         if config.max_digits > max_ok:
+            if config.task == "programs":
+                raise ckpt.RunError(f"the programs curriculum has {max_ok} stages; --max-digits {config.max_digits} "
+                                    "asks for more")
             raise ckpt.RunError(
                 f"{config.max_digits}-digit {config.task} needs {self.task.slots_needed(config.max_digits)} slots; "
                 f"this memory has {machine.isa.layout.n_slots} (at most {max_ok} digits)")
         self.heldout = HeldOut(self.task, config)
+        self.programs = get_task("programs")
         self.on_progress = on_progress or (lambda record: None)
         self.on_check = on_check
         self.on_step: Callable[["Trainer"], None] | None = None  # e.g. the probe recorder
@@ -204,16 +218,26 @@ class Trainer:
 
     # ---- data ----
     def sample_batch(self) -> ProgramBatch:
-        digits = self.stage
-        if self.stage > 1 and self.data_rng.random() < self.config.replay:
-            digits = self.data_rng.randint(1, self.stage - 1)
+        """One batch: the current stage's sizes, or (replay) an earlier stage's; never a held-out problem."""
+        task, stage = self.task, self.stage
+        if self.config.programs_mix > 0 and self.data_rng.random() < self.config.programs_mix:
+            task = self.programs  # random programs of the whole programs curriculum
+            stage = self.data_rng.randint(1, task.max_stages())
+        elif self.stage > 1 and self.data_rng.random() < self.config.replay:
+            stage = self.data_rng.randint(1, self.stage - 1)
+        sizes = task.stage_sizes(stage)
         problems = []
         while len(problems) < self.config.batch_size:
-            p = self.task.sample(self.data_rng, digits)
-            if not self.heldout.contains(digits, p):
+            p = task.sample(self.data_rng, self.data_rng.choice(sizes))
+            if not task.is_held_out(p):
                 problems.append(p)
-        programs = [self.task.compile(a, b, self.machine.isa) for a, b in problems]
+        programs = [task.build(p, self.machine.isa) for p in problems]
         return collate(programs, self.machine.isa).to(self.machine.keys.device)
+
+    @property
+    def stage_size(self) -> int:
+        """The size the current stage is checked at."""
+        return self.task.stage_size(self.stage)
 
     def teacher_forcing(self) -> float:
         c = self.config
@@ -235,7 +259,7 @@ class Trainer:
         out = {f"loss_{k}": float(v.detach()) for k, v in losses.items()}
         out["loss_total"] = float(total.detach())
         out["grad_norm"] = float(norm)
-        out["batch_digits"] = batch.programs[0].digits
+        out["batch_digits"] = max(p.digits for p in batch.programs)
         return out
 
     def check(self, known: SizeResult | None = None) -> float:
@@ -243,7 +267,7 @@ class Trainer:
         the stage passes on the worst of them, so learning k digits may not unlearn fewer.
         ``known``: the stage's own size, evaluated already (by a passing quick check)."""
         worst = 1.0
-        for digits in range(1, self.stage + 1):
+        for digits in sorted({self.task.stage_size(k) for k in range(1, self.stage + 1)}):
             result = known if known is not None and digits == known.digits else self._evaluate_heldout(digits)
             if self.on_check is not None:
                 self.on_check(self, digits, result.failures)
@@ -260,11 +284,12 @@ class Trainer:
         problems failed than ``threshold`` allows: while the stage is unlearned a check costs one
         chunk, so the stage's end is found within ``quick_every`` steps, not ``eval_every``.
         Returns the whole size's result when it passes (the full check reuses it), else None."""
-        n = len(self.heldout.get(self.stage))
+        size = self.stage_size
+        n = len(self.heldout.get(size))
         allowed = int((1.0 - self.config.threshold) * n + 1e-9)
-        result = self._evaluate_heldout(self.stage, batch_size=50, max_failures=allowed)
+        result = self._evaluate_heldout(size, batch_size=50, max_failures=allowed)
         passed = result.trials == n and result.accuracy >= self.config.threshold
-        self.log_metrics({"event": "quick_check", "step": self.step, "stage": self.stage, "digits": self.stage,
+        self.log_metrics({"event": "quick_check", "step": self.step, "stage": self.stage, "digits": size,
                           "evaluated": result.trials, "failed": result.trials - result.correct, "passed": passed})
         return result if passed else None
 

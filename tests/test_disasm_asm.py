@@ -103,7 +103,7 @@ def test_hand_written_program_is_the_compilers_image(isa):
     assert program.answer_slots() == [25, 35, 45, 55]
     ref = reference_run(program, isa.layout.n_values)
     assert ref.pc == target.pc.tolist() and ref.results == target.oeu_result.tolist() and ref.halted
-    assert [ref.values[a] for a in program.answer_slots()] == [9, 7, 5, 0]
+    assert [ref.final.contents[a] for a in program.answer_slots()] == [9, 7, 5, 0]
 
 
 def test_disassembly_format(isa):
@@ -228,8 +228,8 @@ def test_a_correct_cpu_runs_the_hand_written_program(isa):
     program = parse(ADD3, machine.isa, "add3.s")
     pcs = iter(reference_run(program, isa.layout.n_values).pc)
 
-    def next_pc(prompt_kv, mask, memory, current, reg_ptr):
-        return nn.functional.one_hot(torch.tensor([next(pcs)]), memory.shape[1]).float()
+    def next_pc(prompt_kv, mask, memory, control):
+        return nn.functional.one_hot(torch.tensor([next(pcs)]), memory.shape[1]).float(), torch.ones(1, 2)
 
     machine.controller.next_pc = next_pc
     machine.oeu = _TableOEU(isa.layout.n_values)

@@ -45,7 +45,8 @@ def test_passing_quick_check_ends_the_stage_at_once(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path / "run", config)
     trainer.run(max_steps=3)
     quick = _events(tmp_path / "run", "quick_check")[0]
-    assert (quick["step"], quick["stage"], quick["evaluated"], quick["passed"]) == (3, 1, 20, True)
+    held_out = len(trainer.heldout.get(1))  # eval_trials of the held-out 1-digit pairs
+    assert (quick["step"], quick["stage"], quick["evaluated"], quick["passed"]) == (3, 1, held_out, True)
     checks = _events(tmp_path / "run", "check")
     assert [(c["step"], c["digits"]) for c in checks] == [(3, 1)]  # the full check, called at once
     assert _events(tmp_path / "run", "stage_end")[0]["at_step"] == 3

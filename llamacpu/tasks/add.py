@@ -31,7 +31,7 @@ import re
 import torch
 
 from llamacpu.isa import DATA, EMPTY, INST, OP, OPDEF, REG, ISA
-from llamacpu.tasks.base import IGNORE, Program
+from llamacpu.tasks.base import IGNORE, Program, held_out, labelled
 
 HEADER = 20
 BLOCK = 10
@@ -52,6 +52,24 @@ def opdef_addr(op_name: str) -> int:
 
 class AdditionTask:
     name = "add"
+    planned = True  # compiled from a prompt by the plan phase
+    size_name = "digits"
+    same_length = 0.5  # of sampled problems, operands of equal length; else the shorter one's length is random
+
+    def stage_size(self, stage: int) -> int:
+        """The size a curriculum stage is checked at: stage k is k-digit addition."""
+        return stage
+
+    def stage_sizes(self, stage: int) -> range:
+        """The sizes a stage trains on (each batch one of them)."""
+        return range(stage, stage + 1)
+
+    def is_held_out(self, problem: tuple[int, int]) -> bool:
+        a, b = problem
+        return held_out(f"add:{a}:{b}")
+
+    def build(self, problem: tuple[int, int], isa: ISA) -> Program:
+        return self.compile(*problem, isa)
 
     def slots_needed(self, digits: int) -> int:
         return HEADER + BLOCK * digits + TAIL
@@ -74,10 +92,13 @@ class AdditionTask:
         return f"{a} + {b}"
 
     def sample(self, rng: random.Random, digits: int) -> tuple[int, int]:
-        """Two operands of exactly ``digits`` digits (1 digit: 0..9)."""
-        lo = 0 if digits == 1 else 10 ** (digits - 1)
-        hi = 10**digits - 1
-        return rng.randint(lo, hi), rng.randint(lo, hi)
+        """Two operands, the longer of exactly ``digits`` digits (1 digit: 0..9). With probability
+        :attr:`same_length` both have ``digits`` digits; otherwise one of them (either side) has a
+        random length from 1 to ``digits``, so ``5 + 123`` is trained and evaluated too."""
+        first = _number(rng, digits)
+        other = digits if rng.random() < self.same_length else rng.randint(1, digits)
+        second = _number(rng, other)
+        return (first, second) if rng.random() < 0.5 else (second, first)
 
     def compile(self, a: int, b: int, isa: ISA) -> Program:
         n = max(len(str(a)), len(str(b)))
@@ -111,8 +132,6 @@ class AdditionTask:
             types[addr] = INST
             pointers[addr] = torch.tensor([opdef_addr(op), src1, src2, dst])
 
-        pcs, results, writes = [], [], []
-        carry = 0
         for i in range(n):
             base = HEADER + BLOCK * i
             for off, value, role in ((C_IN, 0, f"carry[{i}]"), (A, da[i], f"a[{i}]"), (B, db[i], f"b[{i}]"),
@@ -124,12 +143,6 @@ class AdditionTask:
             inst(base + I_ADD2, "ADD", base + T1, base + B, base + T2)
             inst(base + I_MOD, "MOD", base + T2, BASE_ADDR, base + R)
             inst(base + I_DIV, "DIV", base + T2, BASE_ADDR, base + BLOCK + C_IN)
-            t1 = carry + da[i]
-            t2 = t1 + db[i]
-            carry = t2 // 10
-            pcs += [base + I_ADD1, base + I_ADD2, base + I_MOD, base + I_DIV]
-            results += [t1, t2, t2 % 10, carry]
-            writes += [True, True, True, True]
 
         tail = HEADER + BLOCK * n
         types[tail + C_IN] = DATA
@@ -141,9 +154,7 @@ class AdditionTask:
         inst(tail + I_ADD1, "COPY", tail + C_IN, tail + C_IN, tail + R)
         types[tail + I_ADD2] = INST
         pointers[tail + I_ADD2, 0] = opdef_addr("HALT")
-        pcs += [tail + I_ADD1, tail + I_ADD2]
-        results += [carry, 0]
-        writes += [True, False]
+        pc, results, writes, _ = labelled(isa, types, pointers, contents, max_steps=4 * n + 2)
 
         answer = a + b
         answer_digits = _digits(answer, n + 1)
@@ -156,9 +167,9 @@ class AdditionTask:
             types=types,
             pointers=pointers,
             contents=contents,
-            pc=torch.tensor(pcs),
-            oeu_result=torch.tensor(results),
-            writes=torch.tensor(writes),
+            pc=pc,
+            oeu_result=results,
+            writes=writes,
             answer_slots=torch.tensor([HEADER + BLOCK * i + R for i in range(n + 1)]),
             answer_digits=torch.tensor(answer_digits),
             roles=roles,
@@ -171,6 +182,11 @@ class AdditionTask:
         if any(d > 9 for d in digits):
             return -1
         return sum(d * 10**i for i, d in enumerate(digits))
+
+
+def _number(rng: random.Random, digits: int) -> int:
+    """A number of exactly ``digits`` digits (1 digit: 0..9)."""
+    return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
 
 
 def _digits(x: int, n: int) -> list[int]:
