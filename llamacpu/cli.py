@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     quiet_libraries(args.verbose)
+    if not getattr(args, "hub", False):  # the model hub is reached only when asked (train --hub)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return int(args.func(args) or 0)
     except LlamaCPUError as err:

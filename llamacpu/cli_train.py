@@ -24,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, help="run folder (created if new, resumed if it holds a run; "
                    "default runs/<date-time>)")
     p.add_argument("--cpu", default=None, metavar="PRESET",
-                   help=f"controller: {', '.join(PRESETS)}, or a path / hub id of a Llama-family causal LM (default tiny)")
+                   help=f"controller: {', '.join(PRESETS)}, or the folder of a Llama-family causal LM, or its model "
+                   "hub id with --hub (default tiny)")
+    p.add_argument("--hub", action="store_true", help="let --cpu name a model hub id and download it (without "
+                   "--hub nothing is fetched from the hub)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base weights with LoRA and 8-bit AdamW "
                    "(path presets; needs bitsandbytes)")
     p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default=None,
@@ -89,6 +92,19 @@ def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
     return ckpt.RunConfig(layout=layout, controller=controller, train=config_dict(train))
 
 
+def check_controller_name(name: str | None, hub: bool) -> None:
+    """A --cpu that is neither a preset nor a folder is refused at once, unless --hub asks for
+    a download (the hub client would otherwise retry for a minute before failing)."""
+    if name is None or name in PRESETS or hub:
+        return
+    path = Path(name)
+    if path.is_dir():
+        return
+    what = "a file, not a model folder" if path.exists() else "neither a preset nor a model folder"
+    raise LlamaCPUError(f"unknown controller {name!r}: {what} (presets: {', '.join(PRESETS)}; "
+                        "a model hub id needs --hub)")
+
+
 _OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr",
               "stage_steps": "stage_steps", "threshold": "threshold", "eval_every": "eval_every",
               "quick_every": "quick_every", "checkpoint_every": "checkpoint_every"}
@@ -99,6 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from llamacpu.train import Trainer, TrainConfig
 
+    check_controller_name(args.cpu, args.hub)
     run_dir = args.run or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     resuming = ckpt.is_run(run_dir)
     if run_dir.exists() and not resuming and any(run_dir.iterdir()):
@@ -109,9 +126,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ckpt.RunError(f"{run_dir} was trained with --cpu {config.controller.preset}, not {args.cpu}")
     else:
         config = _new_run_config(args)
-    if args.cpu and args.cpu not in PRESETS and not Path(args.cpu).exists() and "/" not in args.cpu:
-        raise LlamaCPUError(f"unknown controller preset {args.cpu!r} (presets: {', '.join(PRESETS)}, "
-                            "or a folder / hub id of a Llama-family model)")
     if args.load_in_4bit and not config.controller.pretrained:
         raise LlamaCPUError("--load-in-4bit needs a pretrained controller (--cpu PATH_OR_HUB_ID)")
     if args.compute_dtype and not (args.load_in_4bit or config.controller.load_in_4bit):
