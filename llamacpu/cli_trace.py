@@ -18,6 +18,7 @@ from rich.table import Table
 from llamacpu.errors import LlamaCPUError
 
 DEFAULT_STORE = Path("traces")
+_RUN_STORE = Path("<the run's store>")  # --traces given without a folder
 
 
 class UsageError(LlamaCPUError):
@@ -28,9 +29,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("run", help="one free-running episode: answer, right or wrong, and its trace")
     p.add_argument("--run", required=True, type=Path, metavar="DIR", help="the run folder whose machine to use")
     p.add_argument("problem", help='the problem in words, e.g. "123 + 456"')
-    p.add_argument("-o", "--output", type=Path, metavar="TRACE.pt",
-                   help="write the trace here (default: add it to the run's trace store)")
-    p.add_argument("--traces", type=Path, metavar="DIR", help="trace store (default: traces/<run folder name>)")
+    _trace_options(p)
     p.add_argument("--task", default="add", help="task that compiles the problem (default: add)")
     p.set_defaults(func=cmd_run)
 
@@ -48,9 +47,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("asm", help="assemble a hand-written program and run it on the neural CPU")
     p.add_argument("program", type=Path, metavar="PROGRAM.s")
     p.add_argument("--run", required=True, type=Path, metavar="DIR", help="the run folder whose machine to use")
-    p.add_argument("-o", "--output", type=Path, metavar="TRACE.pt",
-                   help="write the trace here (default: add it to the run's trace store)")
-    p.add_argument("--traces", type=Path, metavar="DIR", help="trace store (default: traces/<run folder name>)")
+    _trace_options(p)
     p.set_defaults(func=cmd_asm)
 
     p = subparsers.add_parser("traces", help="list what a trace store holds")
@@ -70,21 +67,38 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_plot)
 
 
+def _trace_options(p: argparse.ArgumentParser) -> None:
+    """Where ``run`` and ``asm`` keep the episode's trace: nowhere unless asked, so that trying
+    a problem writes nothing into the folder the user happens to be in."""
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("-o", "--output", type=Path, metavar="TRACE.pt",
+                      help="write the trace to this file (without -o or --traces no trace is written)")
+    keep.add_argument("--traces", type=Path, nargs="?", const=_RUN_STORE, metavar="DIR",
+                      help="add the trace to the trace store DIR (--traces alone: traces/<run folder name>)")
+
+
 def _console() -> Console:
     return Console(highlight=False)
 
 
 def _store_for(args: argparse.Namespace) -> Path:
-    return args.traces if args.traces is not None else DEFAULT_STORE / args.run.resolve().name
+    return DEFAULT_STORE / args.run.resolve().name if args.traces == _RUN_STORE else args.traces
 
 
-def _write(trace: dict[str, Any], args: argparse.Namespace) -> Path:
+def _check_output(args: argparse.Namespace) -> None:
+    if args.output is not None and args.output.is_dir():
+        raise UsageError(f"-o {args.output}: is a directory, expected a file name (trace.pt)")
+
+
+def _write(trace: dict[str, Any], args: argparse.Namespace) -> Path | None:
+    """The trace's path, or None when it was not asked for (see :func:`_trace_options`)."""
     from llamacpu.trace import TraceStore, save_trace
 
+    _check_output(args)
     if args.output is not None:
-        if args.output.is_dir():
-            raise UsageError(f"-o {args.output}: is a directory, expected a file name (trace.pt)")
         return save_trace(trace, args.output)
+    if args.traces is None:
+        return None
     return TraceStore(_store_for(args), create=True).add(trace)
 
 
@@ -95,16 +109,32 @@ def _checkpoint_meta(run_dir: Path, ckpt: Path | None) -> dict[str, Any]:
     return {"run": run_dir.resolve().name, "checkpoint": ckpt.name if ckpt else None, "training_step": step}
 
 
+def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The task and the compiled problem, checked before any model loads: a run folder that is
+    not one, text that is not a problem, a problem larger than the run's memory."""
+    from llamacpu.run_folder import read_config_json
+
+    layout = read_config_json(args.run).get("layout", {})
+    _check_output(args)
+    from llamacpu.isa import ISA, SlotLayout
+    from llamacpu.tasks import get_task
+
+    task = get_task(args.task)
+    a, b = task.parse(args.problem)
+    try:
+        isa = ISA(SlotLayout(**layout))
+    except TypeError as err:
+        raise UsageError(f"{args.run}/config.json: unusable layout ({err})") from None
+    return task, task.compile(a, b, isa)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    task, program = _compile_problem(args)
     from llamacpu.checkpoint import load_machine
     from llamacpu.evaluate import free_run
-    from llamacpu.tasks import get_task
     from llamacpu.trace import trace_from_run
 
     machine, _, ckpt = load_machine(args.run)
-    task = get_task(args.task)
-    a, b = task.parse(args.problem)
-    program = task.compile(a, b, machine.isa)
     run = free_run(machine, [program], record=True)
     trace = trace_from_run(machine, run, 0, task=task.name, **_checkpoint_meta(args.run, ckpt))
     path = _write(trace, args)
@@ -115,7 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     con.print(f"{program.prompt} = {produced}  {verdict}")
     if not meta["halted"]:
         con.print(f"[yellow]did not halt[/] within {meta['steps']} steps")
-    con.print(f"trace: {path}")
+    if path is not None:
+        con.print(f"trace: {path}")
     return 0
 
 
@@ -162,6 +193,10 @@ def cmd_disasm(args: argparse.Namespace) -> int:
 
 
 def cmd_asm(args: argparse.Namespace) -> int:
+    from llamacpu.run_folder import check_run
+
+    check_run(args.run)
+    _check_output(args)
     from llamacpu.asm import assemble_file, reference_run, run_program
     from llamacpu.checkpoint import load_machine
 
@@ -188,7 +223,8 @@ def cmd_asm(args: argparse.Namespace) -> int:
         con.print(f"result: {meta['produced']} (ISA semantics: {meta['expected']})  {verdict}")
     else:
         con.print(f"result: {'[green]matches[/]' if meta['correct'] else '[red]differs from[/]'} the ISA's semantics")
-    con.print(f"trace: {path}")
+    if path is not None:
+        con.print(f"trace: {path}")
     return 0
 
 

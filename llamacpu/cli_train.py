@@ -8,13 +8,19 @@ import random
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llamacpu import checkpoint as ckpt
-from llamacpu.controller import COMPUTE_DTYPES, PRESETS, ControllerConfig
+from llamacpu import run_folder
 from llamacpu.errors import LlamaCPUError
-from llamacpu.isa import SlotLayout
-from llamacpu.tasks import TASKS, get_task
+
+if TYPE_CHECKING:
+    from llamacpu.checkpoint import RunConfig
+
+# What --help names; the handlers check against controller.PRESETS and COMPUTE_DTYPES and the
+# tasks' table (tests/test_cli_train.py checks that the help names each), imported only when a
+# command runs: they import torch, which --help and a typo should not wait for.
+PRESET_NAMES = "tiny, smollm2"
+COMPUTE_DTYPE_NAMES = ("auto", "bfloat16", "float32")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,16 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, help="run folder (created if new, resumed if it holds a run; "
                    "default runs/<date-time>)")
     p.add_argument("--cpu", default=None, metavar="PRESET",
-                   help=f"controller: {', '.join(PRESETS)}, or the folder of a Llama-family causal LM, or its model "
+                   help=f"controller: {PRESET_NAMES}, or the folder of a Llama-family causal LM, or its model "
                    "hub id with --hub (default tiny)")
     p.add_argument("--hub", action="store_true", help="let --cpu name a model hub id and download it (without "
                    "--hub nothing is fetched from the hub)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base weights with LoRA and 8-bit AdamW "
                    "(path presets; needs bitsandbytes)")
-    p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default=None,
+    p.add_argument("--compute-dtype", choices=COMPUTE_DTYPE_NAMES, default=None,
                    help="4-bit layers' matmuls (default auto: bfloat16 where the GPU or CPU computes it natively, "
                    "else float32)")
-    p.add_argument("--task", default=None, choices=sorted(TASKS), help="task to learn (default add)")
+    p.add_argument("--task", default=None, help="task to learn (default add)")
     p.add_argument("--max-digits", type=int, default=None, help="last curriculum stage (default 4)")
     p.add_argument("--batch-size", type=int, default=None, help="problems per step (default 32)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 tiny, 2e-4 pretrained)")
@@ -80,7 +86,10 @@ def pick_device(name: str | None) -> str:
     return name
 
 
-def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
+def _new_run_config(args: argparse.Namespace) -> RunConfig:
+    from llamacpu import checkpoint as ckpt
+    from llamacpu.controller import ControllerConfig
+    from llamacpu.isa import SlotLayout
     from llamacpu.train import TrainConfig, config_dict
 
     preset = args.cpu or "tiny"
@@ -95,6 +104,8 @@ def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
 def check_controller_name(name: str | None, hub: bool) -> None:
     """A --cpu that is neither a preset nor a folder is refused at once, unless --hub asks for
     a download (the hub client would otherwise retry for a minute before failing)."""
+    from llamacpu.controller import PRESETS
+
     if name is None or name in PRESETS or hub:
         return
     path = Path(name)
@@ -111,15 +122,18 @@ _OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_s
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    run_dir = args.run or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    resuming = run_folder.is_run(run_dir)
+    if run_dir.exists() and not resuming and (run_dir.is_file() or any(run_dir.iterdir())):
+        raise run_folder.RunError(f"{run_dir} is not a run folder (no {run_folder.CONFIG}) and is not empty")
+    check_controller_name(args.cpu, args.hub)
+
     import torch
 
+    from llamacpu import checkpoint as ckpt
+    from llamacpu.tasks import get_task
     from llamacpu.train import Trainer, TrainConfig
 
-    check_controller_name(args.cpu, args.hub)
-    run_dir = args.run or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    resuming = ckpt.is_run(run_dir)
-    if run_dir.exists() and not resuming and any(run_dir.iterdir()):
-        raise ckpt.RunError(f"{run_dir} is not a run folder (no {ckpt.CONFIG}) and is not empty")
     if resuming:
         config = ckpt.read_config(run_dir)
         if args.cpu and args.cpu != config.controller.preset:
@@ -179,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_recorder(args: argparse.Namespace, run_dir: Path, config: ckpt.RunConfig, machine: Any) -> Any:
+def _make_recorder(args: argparse.Namespace, run_dir: Path, config: RunConfig, machine: Any) -> Any:
     if args.no_traces:
         return None
     from llamacpu.recording import TrainingRecorder
@@ -271,12 +285,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from llamacpu.evaluate import evaluate, results_json
-    from llamacpu.train import HeldOut, TrainConfig
-
     sizes = parse_digits(args.digits)
     if args.trials < 1:
         raise LlamaCPUError("--trials must be at least 1")
+    run_folder.check_run(args.run)
+
+    from llamacpu import checkpoint as ckpt
+    from llamacpu.evaluate import evaluate, results_json
+    from llamacpu.tasks import get_task
+    from llamacpu.train import HeldOut, TrainConfig
+
     machine, config, latest = ckpt.load_machine(args.run, pick_device(args.device))
     train_cfg = TrainConfig.from_dict(config.train)
     task = get_task(train_cfg.task)

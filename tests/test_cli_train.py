@@ -47,8 +47,15 @@ def test_help_explains_every_option(command: str) -> None:
         for flag in action.option_strings:
             assert flag in result.stdout, flag
     if command == "train":
-        for flag in ("--run", "--cpu", "--max-digits", "--load-in-4bit", "--max-steps", "--slots"):
+        for flag in ("--run", "--cpu", "--max-digits", "--load-in-4bit", "--max-steps", "--slots", "--hub"):
             assert flag in result.stdout
+        # the help names them without importing the modules that define them (they import torch)
+        from llamacpu.cli_train import COMPUTE_DTYPE_NAMES
+        from llamacpu.controller import COMPUTE_DTYPES, PRESETS
+
+        assert COMPUTE_DTYPE_NAMES == COMPUTE_DTYPES
+        for name in (*PRESETS, *COMPUTE_DTYPES):
+            assert name in result.stdout, name
 
 
 # ---- bad input: one clear line each ----

@@ -36,13 +36,32 @@ def test_run_writes_a_trace(trace_file, run_dir):
     assert meta["run"] == "tiny" and meta["training_step"] == 120 and meta["checkpoint"] == "ckpt-0000120"
 
 
-def test_run_prints_answer_and_verdict(run_dir, tmp_path, capsys, monkeypatch):
+def test_run_prints_answer_and_verdict_and_writes_nothing(run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", "--run", str(run_dir), "7 + 5"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("7 + 5 = ") and ("right" in out or "wrong (expected 12)" in out)
+    assert "trace:" not in out
+    assert list(tmp_path.iterdir()) == [] and not (run_dir / "traces").exists()
+
+
+def test_run_adds_its_trace_to_a_store_when_asked(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--run", str(run_dir), "7 + 5", "--traces"]) == 0
     store = TraceStore(tmp_path / "traces" / "tiny")
-    assert store.count() == 1 and store.rows()[0].path.name in out
+    out = capsys.readouterr().out
+    assert store.count() == 1 and f"trace: traces/tiny/{store.rows()[0].path.name}" in out
+    assert cli.main(["run", "--run", str(run_dir), "7 + 5", "--traces", str(tmp_path / "mine")]) == 0
+    assert TraceStore(tmp_path / "mine").count() == 1
+
+
+def test_asm_writes_no_trace_unless_asked(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prog = tmp_path / "p.s"
+    prog.write_text("0001 OPDEF HALT\n0002 INST HALT\n")
+    assert cli.main(["asm", str(prog), "--run", str(run_dir)]) == 0
+    assert "trace:" not in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["p.s"]
 
 
 def test_disasm_default_plan_step_and_slots(trace_file, capsys):
@@ -72,7 +91,7 @@ def test_disasm_json(trace_file, capsys):
 def test_traces_lists_and_filters(run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for problem in ("1 + 2", "34 + 56"):
-        assert cli.main(["run", "--run", str(run_dir), problem]) == 0
+        assert cli.main(["run", "--run", str(run_dir), problem, "--traces"]) == 0
     capsys.readouterr()
     assert cli.main(["traces"]) == 0
     out = capsys.readouterr().out
@@ -163,7 +182,8 @@ def test_bad_arguments_one_line(trace_file, run_dir, tmp_path, capsys):
                  ["run", "--run", str(run_dir), "what is love"],
                  ["run", "--run", str(run_dir), "1234567890123456789012345 + 1"],
                  ["run", "--run", str(tmp_path / "nope"), "1 + 1"],
-                 ["asm", str(tmp_path / "nope.s"), "--run", str(run_dir)]):
+                 ["asm", str(tmp_path / "nope.s"), "--run", str(run_dir)],
+                 ["run", "--run", str(run_dir), "1 + 1", "-o", str(tmp_path)]):
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, argv
