@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,12 +82,59 @@ def test_disasm_default_plan_step_and_slots(trace_file, capsys):
 
 def test_disasm_json(trace_file, capsys):
     assert cli.main(["disasm", str(trace_file), "--plan", "--json"]) == 0
-    slots = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    assert out["trace"] == str(trace_file) and out["problem"] == "123 + 456" and out["expected"] == 579
+    assert out["memory"] == "plan" and out["step"] is None and out["window"] == 58
+    slots = out["slots"]
     assert len(slots) == 58 and [s["address"] for s in slots[:3]] == [0, 1, 2]
     for s in slots:
         assert {"address", "type", "type_prob", "opcode", "pointers", "value", "value_prob"} <= set(s)
         if s["type"] == "INST":
             assert set(s["pointers"]) == {"op", "src1", "src2", "dst"}
+
+
+def test_disasm_json_names_its_step(trace_file, capsys):
+    assert cli.main(["disasm", str(trace_file), "--step", "3", "--slots", "20:22", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["memory"] == "step" and out["step"] == 3 and out["steps"] == load_trace(trace_file)["meta"]["steps"]
+    assert [s["address"] for s in out["slots"]] == [20, 21]
+
+
+def test_run_json(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--run", str(run_dir), "7 + 5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["problem"] == "7 + 5" and out["operands"] == [7, 5] and out["expected"] == 12
+    assert out["trace"] is None and out["run"] == "tiny" and out["training_step"] == 120
+    assert isinstance(out["correct"], bool) and (out["produced"] is None or isinstance(out["produced"], int))
+    assert cli.main(["run", "--run", str(run_dir), "7 + 5", "--json", "-o", "t.pt"]) == 0
+    assert json.loads(capsys.readouterr().out)["trace"] == "t.pt"
+
+
+def test_traces_json_and_piped_table(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for problem in ("1 + 2", "34 + 56"):
+        assert cli.main(["run", "--run", str(run_dir), problem, "--traces"]) == 0
+    capsys.readouterr()
+    assert cli.main(["traces", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total"] == out["shown"] == 2
+    assert {t["problem"]: t["expected"] for t in out["traces"]} == {"1 + 2": 3, "34 + 56": 90}
+    assert all(Path(t["path"]).is_file() and t["stage"] is None for t in out["traces"])
+    assert cli.main(["traces"]) == 0  # captured: not a terminal, as when piped
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "problem" in line)
+    assert "expected" in header and "stage" not in header and "probe" not in header
+    rows = [line for line in lines if "+" in line and "traces/tiny/" in line]
+    assert len(rows) == 2  # each trace on one line, its path whole
+    assert all(re.search(r"traces/tiny/\S+\.pt", line) for line in rows)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--version"])
+    assert exit.value.code == 0
+    assert re.fullmatch(r"llamacpu \S+.*\n", capsys.readouterr().out)
 
 
 def test_traces_lists_and_filters(run_dir, tmp_path, capsys, monkeypatch):
