@@ -199,7 +199,8 @@ def cmd_disasm(args: argparse.Namespace) -> int:
         step = t if args.step is None else args.step
         if not 0 <= step <= t:
             raise UsageError(f"--step {step}: this trace has steps 0..{t}")
-        memory, what = trace["exec"]["memory"][step], f"memory after step {step} of {t}"
+        memory = trace["exec"]["memory"][step]
+        what = f"memory after step {step} of {t}" if step else f"memory before the first step (step 0 of {t})"
     roles = {int(k): v for k, v in meta["roles"].items()}
     slots = _parse_slots(args.slots, memory.shape[0])
     if args.json:

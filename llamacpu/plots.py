@@ -26,10 +26,14 @@ class PlotError(LlamaCPUError):
     """Nothing to plot: a run without metrics, a metrics file without numbers."""
 
 
-def _heatmap(fig: Figure, ax: Axes, data: torch.Tensor, title: str, xlabel: str, ylabel: str) -> None:
-    """data: [rows, columns] probabilities, drawn rows on y."""
+def _heatmap(fig: Figure, ax: Axes, data: torch.Tensor, title: str, xlabel: str, ylabel: str,
+             steps: bool = False) -> None:
+    """data: [rows, columns] probabilities, drawn rows on y. ``steps``: the columns are execute
+    steps, numbered 1..T as everywhere else (column t is step t + 1)."""
+    rows, cols = data.shape
+    extent = (0.5, cols + 0.5, -0.5, rows - 0.5) if steps else None
     im = ax.imshow(data.float().numpy(), aspect="auto", origin="lower", cmap=CMAP, vmin=0.0, vmax=1.0,
-                   interpolation="nearest")
+                   interpolation="nearest", extent=extent)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -54,10 +58,11 @@ def trace_figure(trace: dict[str, Any]) -> Figure:
     fig.suptitle(title, fontsize=12)
 
     ax = fig.add_subplot(grid[0, 0])
-    _heatmap(fig, ax, ex["pc"].T, "PC distribution (controller's choice of instruction)", "execute step", "address")
+    _heatmap(fig, ax, ex["pc"].T, "PC distribution (controller's choice of instruction)", "execute step", "address",
+             steps=True)
     known = ex["pc_target"] >= 0
     if bool(known.any()):
-        steps = torch.arange(t)[known]
+        steps = torch.arange(1, t + 1)[known]
         ax.scatter(steps.numpy(), ex["pc_target"][known].numpy(), s=14, marker="x", color="white",
                    linewidths=1.0, label="target PC")
         ax.legend(loc="upper left", fontsize=8, framealpha=0.6)
@@ -75,7 +80,7 @@ def trace_figure(trace: dict[str, Any]) -> Figure:
     for k, name in enumerate(names):
         ax = fig.add_subplot(grid[1 + k // 2, k % 2])
         _heatmap(fig, ax, ex["ptr_attn"][:, k].T, f"pointer '{name}': attention over addresses",
-                 "execute step", "address")
+                 "execute step", "address", steps=True)
 
     ax = fig.add_subplot(grid[3, :])
     _oeu_strip(ax, ex, t)
@@ -88,7 +93,7 @@ def _oeu_strip(ax: Axes, ex: dict[str, Any], t: int) -> None:
     known = expected >= 0
     right = (out == expected) & known
     wrong = (out != expected) & known
-    steps = torch.arange(t)
+    steps = torch.arange(1, t + 1)  # step numbers
     ax.scatter(steps[right].numpy(), [1] * int(right.sum()), marker="o", color=RIGHT, s=30,
                label=f"OEU right ({int(right.sum())})")
     ax.scatter(steps[wrong].numpy(), [1] * int(wrong.sum()), marker="X", color=WRONG, s=60,
@@ -98,7 +103,7 @@ def _oeu_strip(ax: Axes, ex: dict[str, Any], t: int) -> None:
             label="write gate (x0.8)")
     ax.set_ylim(-0.1, 1.3)
     ax.set_yticks([])
-    ax.set_xlim(-0.5, max(t, 1) - 0.5)
+    ax.set_xlim(0.5, max(t, 1) + 0.5)
     ax.set_xlabel("execute step")
     ax.set_title("OEU result vs. the ISA's result on what it read, per step", fontsize=10)
     ax.legend(loc="upper right", fontsize=8, ncol=4)

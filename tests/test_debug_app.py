@@ -53,7 +53,7 @@ async def test_step_back_first_last(trace_path):
         await pilot.press("p", "left")
         assert screen.position == 1
         await pilot.press("end")
-        assert screen.position == screen.view.length - 1 and "step 13/13" in status(app)
+        assert screen.position == screen.view.length - 1 and "step 14/14" in status(app)
         await pilot.press("home")
         assert screen.position == 0
 
@@ -63,7 +63,7 @@ async def test_a_step_repaints_only_rows_it_changed(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         memory = app.screen.query_one(MemoryView)
-        await pilot.press("g", *"0", "enter")
+        await pilot.press("g", *"1", "enter")
         painted = []
         render_line = memory.render_line
         memory.render_line = lambda y: painted.append(y) or render_line(y)
@@ -136,8 +136,8 @@ async def test_goto_dialog(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        await pilot.press("g", *"7", "enter")
-        assert screen.view.phase(screen.position) == ("exec", 7)
+        await pilot.press("g", *"7", "enter")  # step 7: the 7th cycle, index 6 of the per-step arrays
+        assert screen.view.phase(screen.position) == ("exec", 6) and "step 7/14" in status(app)
         await pilot.press("g", *"p4", "enter")
         assert screen.position == 4
         await pilot.press("g", *"zz", "enter")
@@ -272,9 +272,9 @@ async def test_export(trace_path, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n", "end", "e")
         names = sorted(p.name for p in tmp_path.iterdir())
-        assert names == ["demo-step13.png", "demo-step13.svg", "demo-step13.txt"]
-        assert (tmp_path / "demo-step13.png").read_bytes()[:4] == b"\x89PNG"
-        assert "HALT" in (tmp_path / "demo-step13.txt").read_text()
+        assert names == ["demo-step14.png", "demo-step14.svg", "demo-step14.txt"]
+        assert (tmp_path / "demo-step14.png").read_bytes()[:4] == b"\x89PNG"
+        assert "HALT" in (tmp_path / "demo-step14.txt").read_text()
 
 
 async def test_store_browser_and_training_steps(store):
@@ -294,7 +294,7 @@ async def test_store_browser_and_training_steps(store):
         await pilot.press("down", "enter")  # training step 200
         debugger = app.screen
         assert isinstance(debugger, DebuggerScreen) and debugger.series.current.training_step == 200
-        await pilot.press("g", *"5", "enter", "w")
+        await pilot.press("g", *"6", "enter", "w")
         await pilot.press("left_square_bracket")
         await pilot.pause()
         earlier = app.screen

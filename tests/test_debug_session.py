@@ -13,7 +13,7 @@ import torch
 from debug_fixtures import make_trace, save_trace, write_store
 from llamacpu import cli
 from llamacpu.isa import DATA, INST, ISA, REG, SlotLayout
-from llamacpu.trace import TraceError
+from llamacpu.trace import TraceError, load_trace
 from tui.dump import dump
 from tui.keys import KeysError, load_keymap
 from tui.model import TraceView, slot_confidence
@@ -118,13 +118,13 @@ def test_toggle_delete_and_adopt():
         s.delete(999)
 
 
-@pytest.mark.parametrize("text, pos", [("0", 3), ("6", 9), ("p2", 2), ("plan 1", 1), ("$", 9), ("+4", 6), ("-9", 0)])
+@pytest.mark.parametrize("text, pos", [("1", 3), ("7", 9), ("p2", 2), ("plan 1", 1), ("$", 9), ("+4", 6), ("-9", 0)])
 def test_parse_position(text, pos):
     s = DebugSession(FakeFacts(), position=2)
     assert s.parse_position(text) == pos
 
 
-@pytest.mark.parametrize("text", ["7", "p3", "soon", ""])
+@pytest.mark.parametrize("text", ["0", "8", "p3", "soon", ""])
 def test_parse_position_refuses(text):
     with pytest.raises(PositionError):
         DebugSession(FakeFacts()).parse_position(text)
@@ -285,9 +285,30 @@ def test_dump_text_and_json(view):
 
 def test_cli_dump(trace_path, capsys):
     assert cli.main(["debug", str(trace_path), "--dump", "5"]) == 0
-    assert "step 5/13" in capsys.readouterr().out
+    assert "step 5/14" in capsys.readouterr().out
     assert cli.main(["debug", str(trace_path), "--dump", "99"]) == 2
-    assert "past the run" in capsys.readouterr().err
+    assert "past the run (1..14)" in capsys.readouterr().err
+    assert cli.main(["debug", str(trace_path), "--dump", "0"]) == 2
+    assert "disasm TRACE --step 0" in capsys.readouterr().err
+
+
+def test_one_step_numbering_in_disasm_dump_and_debugger(trace_path, view, capsys):
+    """Step k is the k-th execute cycle and its memory is memory after it, in all three;
+    step 0 (memory before the first cycle) is disasm's alone."""
+    t = view.n_exec
+    memory = load_trace(trace_path)["exec"]["memory"]
+    for k in (1, 4, t):
+        assert cli.main(["disasm", str(trace_path), "--step", str(k), "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert cli.main(["debug", str(trace_path), "--dump", str(k), "--json"]) == 0
+        dumped = json.loads(capsys.readouterr().out)
+        pos = DebugSession(view).parse_position(str(k))
+        assert listed["step"] == dumped["step"] == view.step_number(pos) == k
+        assert listed["steps"] == t and dumped["label"] == view.label(pos) == f"step {k}/{t}"
+        assert torch.equal(view.memory_at(pos), memory[k])
+        assert [r["type"].split("?")[0] for r in dumped["memory"]] == [s["type"] for s in listed["slots"]]
+    assert cli.main(["disasm", str(trace_path), "--step", str(t + 1)]) == 2
+    assert f"steps 0..{t}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make, message", [

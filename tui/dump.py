@@ -28,7 +28,7 @@ def snapshot(view: TraceView, pos: int) -> dict[str, Any]:
                      "written": addr == marks.written, "changed": addr in marks.changed})
     out: dict[str, Any] = {
         "trace": str(view.path) if view.path else None, "title": view.title, "position": pos,
-        "phase": phase, "step": i, "label": view.label(pos), "meta": _plain(view.meta), "memory": rows,
+        "phase": phase, "step": view.step_number(pos), "label": view.label(pos), "meta": _plain(view.meta), "memory": rows,
     }
     dists = view.distributions(pos)
     if dists is not None:

@@ -3,6 +3,11 @@
 Positions run over one timeline: plan steps ``0..S-1`` (plan step s writes slot ``plan.addr[s]``),
 then execute steps ``S..S+T-1``. At a plan position memory holds the slots planned so far; at an
 execute position it is memory *after* that step, so the slot just written shows its new value.
+
+Step numbers, as every command and the docs give them: execute steps are numbered ``1..T``, step
+``k`` being the k-th cycle, and "memory at step k" is memory after it (``exec.memory[k]``); step 0
+is the memory execution starts from (``llamacpu disasm --step 0``), before any cycle. Inside this
+module ``t = k - 1`` indexes the per-step arrays (``phase`` returns it).
 Slots are decoded through :meth:`llamacpu.isa.ISA.decode`, only when a row is shown.
 """
 
@@ -152,9 +157,15 @@ class TraceView:
         phase, i = self.phase(pos)
         if phase == "plan":
             return f"plan {i}/{self.n_plan - 1}"
-        return f"step {i}/{self.n_exec - 1}"
+        return f"step {i + 1}/{self.n_exec}"
+
+    def step_number(self, pos: int) -> int:
+        """The number users see: plan step s, or execute step k = t + 1."""
+        phase, i = self.phase(pos)
+        return i if phase == "plan" else i + 1
 
     def position_of_step(self, t: int) -> int:
+        """The position of the execute step at array index t (step number t + 1)."""
         return self.n_plan + t
 
     @property

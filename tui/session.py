@@ -239,7 +239,8 @@ class DebugSession:
         return Stop(self.position, "breakpoint", self.hits(self.position))
 
     def parse_position(self, text: str) -> int:
-        """'12' execute step 12, 'p3' plan step 3, '+5' / '-5' relative, '$' the last step."""
+        """'12' execute step 12 (steps are 1..T), 'p3' plan step 3, '+5' / '-5' relative, '$' the
+        last step."""
         text = text.strip().lower()
         n_plan, n_exec = self.facts.n_plan, self.facts.n_exec
         if text in ("$", "end", "last"):
@@ -253,8 +254,11 @@ class DebugSession:
                 raise PositionError(f"plan step {s} is past the plan (0..{n_plan - 1})")
             return s
         if m := re.fullmatch(r"(?:s|step|e)?\s*(\d+)", text):
-            t = int(m.group(1))
-            if t >= n_exec:
-                raise PositionError(f"step {t} is past the run (0..{n_exec - 1})")
-            return n_plan + t
+            k = int(m.group(1))
+            if k == 0:
+                raise PositionError(f"step 0 is the memory before the first step (llamacpu disasm TRACE --step 0); "
+                                    f"the debugger's steps are 1..{n_exec}, after the plan p0..p{n_plan - 1}")
+            if k > n_exec:
+                raise PositionError(f"step {k} is past the run (1..{n_exec})")
+            return n_plan + k - 1
         raise PositionError(f"not a step: {text!r} (try 12, p3, +5, -5 or $)")

@@ -158,7 +158,7 @@ class AttentionPane(Widget, can_focus=True):
         a_hi = min(a_lo + self.run_rows, view.window)
         block = view.steps_view(self.dist, range(s_lo, s_hi), range(a_lo, a_hi))  # (addrs, steps)
         name = DISTRIBUTIONS[self.dist]
-        lines = [[Segment(f"{name} x steps {s_lo}-{s_hi - 1}/{view.n_exec}: {self._window_note(a_lo, a_hi)}", DIM)]]
+        lines = [[Segment(f"{name} x steps {s_lo + 1}-{s_hi}/{view.n_exec}: {self._window_note(a_lo, a_hi)}", DIM)]]
         marker = [" "] * (s_hi - s_lo)
         if phase == "exec":
             marker[t - s_lo] = "v"
