@@ -144,8 +144,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     trace = trace_from_run(machine, run, 0, task=task.name, **_checkpoint_meta(args.run, ckpt))
     path = _write(trace, args)
     meta = trace["meta"]
+    note = _outside_trained_range(args.run, program.operands)
     if args.json:
-        print(json.dumps(run_json(meta, path)))
+        print(json.dumps(run_json(meta, path) | {"outside_trained_range": note}))
+        _print_note(note)
         return 0
     con = _console()
     verdict = "[green]right[/]" if meta["correct"] else f"[red]wrong[/] (expected {meta['expected']})"
@@ -155,7 +157,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         con.print(f"[yellow]did not halt[/] within {meta['steps']} steps")
     if path is not None:
         con.print(f"trace: {path}")
+    _print_note(note)
     return 0
+
+
+def _outside_trained_range(run_dir: Path, operands: tuple[int, ...]) -> str | None:
+    from llamacpu.trained_range import run_trained_range
+
+    trained = run_trained_range(run_dir)
+    return None if trained is None else trained.outside(operands)
+
+
+def _print_note(note: str | None) -> None:
+    """One line on stderr: the answer above may be nonsense, and why."""
+    if note is not None:
+        sys.stdout.flush()
+        print(f"llamacpu run: note: {note}", file=sys.stderr)
 
 
 RUN_FIELDS = ("prompt", "operands", "digits", "expected", "produced", "correct", "halted", "steps", "run",

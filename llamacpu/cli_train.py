@@ -281,6 +281,23 @@ def parse_digits(text: str) -> list[int]:
     return sizes
 
 
+def _note_untrained_sizes(run_dir: Path, sizes: list[int]) -> None:
+    """One stderr line naming the sizes past what the run was trained on (eval's problems have
+    operands of one length: the largest is what matters)."""
+    import sys
+
+    from llamacpu.trained_range import run_trained_range
+
+    trained = run_trained_range(run_dir)
+    if trained is None:
+        return
+    past = [d for d in sizes if not trained.contains((10 ** (d - 1), 10 ** (d - 1)))]
+    if past:
+        which = ", ".join(str(d) for d in past)
+        print(f"llamacpu eval: note: {which}-digit problems are outside the trained range: {trained.describe()}",
+              file=sys.stderr)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -302,6 +319,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if too_big:
         raise LlamaCPUError(f"{too_big[0]}-digit {task.name} needs {task.slots_needed(too_big[0])} slots; this "
                             f"machine has {config.layout.n_slots}")
+    _note_untrained_sizes(args.run, sizes)
     heldout = HeldOut(task, train_cfg)
     results = []
     for d in sizes:
