@@ -44,7 +44,7 @@ async def main() -> None:
     await shoot(ROOT / DEMO, ROOT / "docs" / "debugger-demo.svg", ["g", "4", "enter"])
     with tempfile.TemporaryDirectory() as tmp:
         wrong = save_trace(make_trace(4785, 3917, wrong_step=9), Path(tmp) / "demo.pt")
-        await shoot(wrong, ROOT / "docs" / "debugger.svg", ["b", "x", "enter", "c"], cursor=45)
+        await shoot(wrong, ROOT / "docs" / "debugger.svg", ["home", "b", "x", "enter", "c"], cursor=45)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ async def test_step_back_first_last(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        assert isinstance(screen, DebuggerScreen) and screen.position == 0
+        assert isinstance(screen, DebuggerScreen)
+        await pilot.press("home")
+        assert screen.position == 0
         await pilot.press("n", "right", "n")
         assert screen.position == 3
         await pilot.press("p", "left")
@@ -56,6 +58,40 @@ async def test_step_back_first_last(trace_path):
         assert screen.position == screen.view.length - 1 and "step 14/14" in status(app)
         await pilot.press("home")
         assert screen.position == 0
+
+
+async def test_opens_at_the_first_step_that_went_wrong(trace_path):
+    """A wrong answer opens where it first went wrong, with the compiled image on screen."""
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert screen.view.phase(screen.position) == ("exec", WRONG_STEP)
+        assert f"step {WRONG_STEP + 1}/14, the first that went wrong: OEU wrong (home: the plan)" in status(app)
+        assert "WRONG" in str(screen.query_one("#oeu").render())
+        memory = screen.query_one(MemoryView)
+        shown = [memory.render_line(y).text for y in range(memory.scrollable_content_region.height)]
+        assert any("INST    ADD [" in line for line in shown) and not any("EMPTY" in line for line in shown[:5])
+        await pilot.press("home")
+        assert screen.position == 0
+
+
+async def test_a_right_answer_opens_at_the_first_execute_step(tmp_path):
+    app = make_app(save_trace(make_trace(12, 34), tmp_path / "right.pt"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert screen.view.phase(screen.position) == ("exec", 0)
+        assert "step 1/" in status(app) and "the first execute step" in status(app)
+
+
+async def test_a_wrong_plan_opens_at_the_first_slot_unlike_the_compilers(tmp_path):
+    trace = make_trace(12, 34)
+    trace["meta"]["correct"] = False
+    trace["plan"]["slot"][30] = trace["plan"]["slot"][31]  # carry[1] planned as a[1]
+    app = make_app(save_trace(trace, tmp_path / "plan.pt"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.screen.position == 30 and "slot unlike the compiler's" in status(app)
 
 
 async def test_a_step_repaints_only_rows_it_changed(trace_path):
@@ -86,6 +122,7 @@ async def test_breakpoint_watch_and_continue(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
+        await pilot.press("home")  # from the plan's first step
         memory = screen.query_one(MemoryView)
         memory.cursor = 28
         await pilot.press("b")
@@ -114,7 +151,7 @@ async def test_condition_dialog_stops_on_wrong_oeu(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        await pilot.press("x")
+        await pilot.press("home", "x")
         await pilot.press("enter")  # the first condition: OEU output differs from expected
         await pilot.press("c")
         assert screen.view.phase(screen.position) == ("exec", WRONG_STEP)
@@ -125,7 +162,7 @@ async def test_condition_with_threshold(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        await pilot.press("x", "down", "enter")  # confidence below x
+        await pilot.press("home", "x", "down", "enter")  # confidence below x
         await pilot.press("backspace", "backspace", "backspace", *"0.7", "enter")
         assert screen.session.breakpoints[0].describe() == "confidence < 0.7"
         await pilot.press("c")
@@ -263,7 +300,7 @@ async def test_too_small_terminal_says_so(trace_path):
 async def test_keymap_remaps(trace_path):
     app = make_app(trace_path, keymap={"step": "j"})
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("j", "j")
+        await pilot.press("home", "j", "j")
         assert app.screen.position == 2
 
 
@@ -347,3 +384,9 @@ def test_snapshot_too_small(snap_compare, trace_path):
 
 def test_snapshot_store(snap_compare, store):
     assert snap_compare(DebuggerApp(store=store, rows=TraceStore(store).rows()), terminal_size=SIZE)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_snapshot_opening(snap_compare, trace_path, size):
+    """Where a wrong trace opens: its first wrong step, the compiled image on screen."""
+    assert snap_compare(make_app(trace_path), terminal_size=size)

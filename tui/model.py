@@ -401,12 +401,13 @@ class TraceView:
         return [str(p) for p in self.trace.get("prompt_pieces", [])]
 
     @cached_property
-    def plan_exact(self) -> int | None:
-        """How many planned slots read differently from the plan's target (None: no target)."""
+    def plan_differs(self) -> np.ndarray | None:
+        """Per plan step, does the planned slot read differently from the compiler's target:
+        bool [S] (None: the trace has no target)."""
         target = self.trace["plan"].get("target")
         if target is None:
             return None
-        differ = 0
+        differs = np.zeros(self.n_plan, dtype=bool)
         for s in range(self.n_plan):
             got, want = self.isa.decode(self.plan_slots[s]), self.isa.decode(target[s])
             same = got.type_id == want.type_id
@@ -415,8 +416,39 @@ class TraceView:
             for g, w in zip(got.pointers, want.pointers):
                 if w is not None:
                     same &= g is not None and g[0] == w[0]
-            differ += not same
-        return differ
+            differs[s] = not same
+        return differs
+
+    @property
+    def plan_exact(self) -> int | None:
+        """How many planned slots read differently from the plan's target (None: no target)."""
+        differs = self.plan_differs
+        return None if differs is None else int(differs.sum())
+
+    def pc_missed(self) -> np.ndarray:
+        """Execute steps whose PC is not the compiler's (where it is known): bool [S + T]."""
+        target = self.exec["pc_target"].long().numpy()
+        return self._timeline(execute=(target >= 0) & (self.pc_addr != target))
+
+    def opening(self) -> tuple[int, str]:
+        """Where the debugger opens, and why: for a wrong answer, the first position that went
+        wrong (a planned slot unlike the compiler's, a PC off the program, an OEU result unlike
+        the ISA's); otherwise the first execute step, the compiled image on screen."""
+        if not self.n_exec:
+            return 0, "the trace has no execute steps"
+        if not self.meta.get("correct", True):
+            wrong = self.oeu_wrong() | self.pc_missed()
+            if self.plan_differs is not None:
+                wrong[: self.n_plan] |= self.plan_differs
+            if wrong.any():
+                pos = int(np.argmax(wrong))
+                if pos < self.n_plan:
+                    why = "slot unlike the compiler's"
+                else:
+                    why = " and ".join(text for mask, text in ((self.pc_missed(), "PC off the program"),
+                                                               (self.oeu_wrong(), "OEU wrong")) if mask[pos])
+                return pos, f"the first that went wrong: {why}"
+        return self.n_plan, "the first execute step"
 
     # ---- facts over the whole timeline, for breakpoints: bool [S + T] ----
     def _timeline(self, plan: np.ndarray | None = None, execute: np.ndarray | None = None) -> np.ndarray:

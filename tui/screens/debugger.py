@@ -56,13 +56,18 @@ class DebuggerScreen(Screen):
     position = reactive(0, repaint=False)
     revision = reactive(0, repaint=False)
 
-    def __init__(self, view: TraceView, position: int = 0, breakpoints: list[Breakpoint] | None = None,
+    def __init__(self, view: TraceView, position: int | None = None, breakpoints: list[Breakpoint] | None = None,
                  series: TrainingSeries | None = None, from_store: bool = False) -> None:
+        """``position`` None: where :meth:`TraceView.opening` says there is something to see."""
         super().__init__()
         self.view = view
         self.session = DebugSession(view)
         if breakpoints:
             self.session.adopt(breakpoints)
+        self.opened_because = ""
+        if position is None:
+            position, why = view.opening()
+            self.opened_because = f"{view.label(position)}, {why} (home: the plan)"
         self.session.goto(position)
         self.series = series
         self.from_store = from_store
@@ -96,7 +101,9 @@ class DebuggerScreen(Screen):
         self.query_one(MemoryView).focus()
         self.query_one(BreakpointList).watch_revision()
         if self.series:
-            self.status(self.series.describe())
+            self.status(" | ".join(filter(None, (self.series.describe(), self.opened_because))))
+        elif self.opened_because:
+            self.status(self.opened_because)
 
     def _title(self) -> str:
         exact = self.view.plan_exact

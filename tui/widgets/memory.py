@@ -52,11 +52,19 @@ class MemoryView(ScrollView, can_focus=True):
         self._base, self._width = Style(), 1  # set at each paint
         self._parts: dict[str, Style] = {}
 
-    def watch_position(self, old: int, new: int) -> None:
-        marks = self.view.marks(new)
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._reveal_position)  # sized only after the first layout
+
+    def _reveal_position(self) -> None:
+        """Scroll the current instruction (or the slot just planned) into view."""
+        marks = self.view.marks(self.position)
         target = marks.pc if marks.pc is not None else marks.written
         if target is not None:
             self._reveal(target)  # scrolling repaints every row
+
+    def watch_position(self, old: int, new: int) -> None:
+        self._reveal_position()
+        marks = self.view.marks(new)
         changed = self.view.rows_changed(old, new)
         if changed is None:
             self.refresh()
