@@ -94,6 +94,70 @@ async def test_a_wrong_plan_opens_at_the_first_slot_unlike_the_compilers(tmp_pat
         assert app.screen.position == 30 and "slot unlike the compiler's" in status(app)
 
 
+@pytest.fixture
+def wrong_plan(tmp_path) -> Path:
+    """A plan with two slots unlike the compiler's: carry[1] planned as a[1], r[2] as b[2]."""
+    trace = make_trace(123, 456)
+    trace["meta"]["correct"] = False
+    trace["plan"]["slot"][30] = trace["plan"]["slot"][31]
+    trace["plan"]["slot"][45] = trace["plan"]["slot"][42]
+    return save_trace(trace, tmp_path / "plan.pt")
+
+
+async def test_slots_unlike_the_compilers_are_marked_and_found(wrong_plan):
+    app = make_app(wrong_plan)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert "plan exact: no (2 slots differ)" in str(screen.query_one("#title").render())
+        await pilot.press("end")
+        memory = screen.query_one(MemoryView)
+        memory.select(25)
+        await pilot.pause()
+        shown = {int(line[8:12]): line[:5] for line in
+                 (memory.render_line(y).text for y in range(memory.scrollable_content_region.height))}
+        assert shown[30][4] == "!" and shown[45][4] == "!" and shown[31][4] == " "
+        await pilot.press("d")
+        assert screen.position == 30 and memory.cursor == 30
+        assert "0030 (carry[1]) planned DATA 2, the compiler's DATA 0   (1 of 2; d: the next)" in status(app)
+        await pilot.press("d")
+        assert screen.position == 45 and "(2 of 2" in status(app)
+        await pilot.press("d")
+        assert screen.position == 30  # round again
+        await pilot.press("home", "x", *["down"] * 5, "enter", "c")  # condition: planned slot unlike the compiler's
+        assert screen.position == 30 and "planned slot unlike the compiler's image" in status(app)
+
+
+async def test_breakpoints_persist_per_trace(trace_path, wrong_plan, tmp_path):
+    saved = tmp_path / "state" / "breakpoints.json"
+    app = make_app(trace_path, breakpoints_file=saved)
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one(MemoryView).cursor = 28
+        await pilot.press("b", "x", "enter")
+    app = make_app(trace_path, breakpoints_file=saved)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert [b.describe() for b in app.screen.session.breakpoints] == ["PC reaches 0028",
+                                                                          "OEU output differs from expected"]
+        assert "2 breakpoints restored from the last session" in status(app)
+        app.screen.query_one("#breakpoints").focus()
+        await pilot.press("space")  # disabled, and kept so
+    app = make_app(trace_path, breakpoints_file=saved)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert [b.enabled for b in app.screen.session.breakpoints] == [False, True]
+    app = make_app(wrong_plan, breakpoints_file=saved)  # another trace: its own breakpoints
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.screen.session.breakpoints == []
+    saved.write_text("{not json")
+    app = make_app(trace_path, breakpoints_file=saved)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "saved breakpoints not read" in status(app) and app.screen.session.breakpoints == []
+        await pilot.press("b")
+    assert saved.read_text() == "{not json"  # a file we could not read is left alone
+
+
 async def test_a_step_repaints_only_rows_it_changed(trace_path):
     """Stepping repaints the rows the step changed or marks; the screen then equals a full repaint."""
     app = make_app(trace_path)

@@ -18,7 +18,7 @@ from tui.dump import dump
 from tui.keys import KeysError, load_keymap
 from tui.model import TraceView, slot_confidence
 from tui.series import series_for
-from tui.session import DebugSession, Kind, PositionError
+from tui.session import Breakpoint, DebugSession, Kind, PositionError
 from tui.slot_text import slot_line
 from tui.trace_file import open_trace
 
@@ -60,6 +60,9 @@ class FakeFacts:
 
     def halting(self) -> np.ndarray:
         return self._at(9)
+
+    def plan_unlike_target(self) -> np.ndarray:
+        return self._at(1)
 
 
 @pytest.fixture(scope="module")
@@ -375,3 +378,29 @@ def test_training_series_from_store(tmp_path):
     assert series.neighbour(1).current.path.name == "probe-p0-step000300.pt"
     assert series.neighbour(1).neighbour(1) is None
     assert series_for(store / "fail-step000300.pt", TraceView.open(store / "fail-step000300.pt").meta) is None
+
+
+def test_plan_differs_condition_and_saved_breakpoints_round_trip():
+    s = DebugSession(FakeFacts())
+    bp = s.add(Kind.PLAN_DIFFERS)
+    assert bp.describe() == "planned slot unlike the compiler's image"
+    assert s.cont().position == 1
+    s.add(Kind.WATCH, addr=25)
+    s.add(Kind.CONFIDENCE, threshold=0.5).enabled = False
+    again = [Breakpoint.from_dict(i + 1, b.to_dict()) for i, b in enumerate(s.breakpoints)]
+    assert [b.to_dict() for b in again] == [b.to_dict() for b in s.breakpoints]
+    for bad in ({"kind": "watch"}, {"kind": "nonsense"}, {"kind": "confidence", "threshold": "x"}):
+        with pytest.raises((ValueError, KeyError)):
+            Breakpoint.from_dict(1, bad)
+
+
+def test_dump_marks_slots_unlike_the_compilers(tmp_path):
+    trace = make_trace(12, 34)
+    trace["plan"]["slot"][30] = trace["plan"]["slot"][31]  # carry[1] planned as a[1]
+    view = TraceView.open(save_trace(trace, tmp_path / "plan.pt"))
+    assert view.plan_exact == 1 and view.unlike_target == {30}
+    data = json.loads(dump(view, view.position_of_step(0), as_json=True))
+    assert [r["addr"] for r in data["memory"] if r["unlike_target"]] == [30]
+    assert not any(r["unlike_target"] for r in json.loads(dump(view, 29, as_json=True))["memory"])
+    line = next(l for l in dump(view, view.position_of_step(0)).splitlines() if " 0030 " in l)
+    assert line.startswith("    ! 0030")

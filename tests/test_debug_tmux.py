@@ -56,7 +56,8 @@ def trace_path(tmp_path) -> Path:
 
 
 def test_debugger_in_tmux(trace_path):
-    term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path)])
+    term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path),
+                 "--breakpoints", str(trace_path.with_name("breakpoints.json"))])
     try:
         term.wait_for("memory (58 slots)")
         term.send("End")
@@ -85,7 +86,8 @@ def test_debugger_in_tmux(trace_path):
 
 
 def test_small_terminal_in_tmux(trace_path):
-    term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path)], size=(70, 20))
+    term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path),
+                 "--breakpoints", str(trace_path.with_name("breakpoints.json"))], size=(70, 20))
     try:
         term.wait_for("Terminal too small: 70x20")
     finally:

@@ -15,6 +15,7 @@ from tui.export import export_png, export_text
 from tui.model import TraceView
 from tui.screens.debugger import DebuggerScreen, export_stem
 from tui.screens.store import StoreScreen
+from tui.saved import SavedBreakpoints
 from tui.screens.text import HelpScreen
 from tui.series import TrainingSeries, series_for
 from tui.widgets.attention import AttentionPane
@@ -51,8 +52,10 @@ class DebuggerApp(App):
 
     def __init__(self, view: TraceView | None = None, store: Path | None = None,
                  rows: list[TraceRow] | None = None, keymap: dict[str, str] | None = None,
-                 export_dir: Path = Path(".")) -> None:
+                 export_dir: Path = Path("."), breakpoints_file: Path | None = None) -> None:
+        """``breakpoints_file``: where breakpoints persist per trace (None: not kept)."""
         super().__init__()
+        self.saved = SavedBreakpoints(breakpoints_file) if breakpoints_file is not None else None
         self.view = view
         self.store = store
         self.rows = rows or []
@@ -64,7 +67,7 @@ class DebuggerApp(App):
             self.set_keymap(self.user_keymap)
         if self.view is not None:
             series = series_for(self.view.path, self.view.meta) if self.view.path else None
-            self.push_screen(DebuggerScreen(self.view, series=series))
+            self.push_screen(DebuggerScreen(self.view, series=series, saved=self.saved))
         else:
             self.push_screen(StoreScreen(self.store, self.rows))
 
@@ -76,7 +79,7 @@ class DebuggerApp(App):
             self.notify(str(err), severity="error")
             return
         self.push_screen(DebuggerScreen(view, series=series_for(event.row.path, view.meta, event.rows),
-                                        from_store=True))
+                                        from_store=True, saved=self.saved))
 
     def open_in_series(self, screen: DebuggerScreen, series: TrainingSeries) -> None:
         """Replace the debugger screen by the same probe at another training step."""
@@ -87,7 +90,8 @@ class DebuggerApp(App):
             return
         before = screen.series.current.training_step if screen.series else None
         new = DebuggerScreen(view, position=min(screen.position, view.length - 1),
-                             breakpoints=screen.session.breakpoints, series=series, from_store=screen.from_store)
+                             breakpoints=screen.session.breakpoints, series=series, from_store=screen.from_store,
+                             saved=self.saved)
         self.switch_screen(new)
         new.call_after_refresh(new.status, f"training step {before} -> {series.current.training_step}: "
                                            f"{series.describe()}")

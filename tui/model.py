@@ -425,6 +425,34 @@ class TraceView:
         differs = self.plan_differs
         return None if differs is None else int(differs.sum())
 
+    def plan_unlike_target(self) -> np.ndarray:
+        """Plan steps that write a slot unlike the compiler's image: bool [S + T]."""
+        return self._timeline(plan=self.plan_differs if self.plan_differs is not None else None)
+
+    @cached_property
+    def unlike_target(self) -> frozenset[int]:
+        """Addresses whose planned slot reads unlike the compiler's image."""
+        if self.plan_differs is None:
+            return frozenset()
+        return frozenset(int(a) for a in self.plan_addr[self.plan_differs])
+
+    def unlike_at(self, pos: int) -> frozenset[int]:
+        """Slots marked as unlike the compiler's at this position: those planned so far."""
+        phase, i = self.phase(pos)
+        if phase == "exec" or not self.unlike_target:
+            return self.unlike_target
+        return frozenset(int(self.plan_addr[s]) for s in np.flatnonzero(self.plan_differs) if s <= i)
+
+    def next_unlike(self, pos: int) -> tuple[int, int, int] | None:
+        """The next plan step after ``pos`` (wrapping round) writing a slot unlike the compiler's:
+        ``(position, its index among them from 1, how many)``, or None when none does."""
+        if self.plan_differs is None or not self.plan_differs.any():
+            return None
+        steps = np.flatnonzero(self.plan_differs)
+        later = steps[steps > pos]
+        s = int(later[0] if later.size else steps[0])
+        return s, int(np.searchsorted(steps, s)) + 1, int(steps.size)
+
     def pc_missed(self) -> np.ndarray:
         """Execute steps whose PC is not the compiler's (where it is known): bool [S + T]."""
         target = self.exec["pc_target"].long().numpy()

@@ -31,6 +31,7 @@ class Facts(Protocol):
     def high_entropy(self, above: float) -> np.ndarray: ...
     def pc_not_instruction(self) -> np.ndarray: ...
     def halting(self) -> np.ndarray: ...
+    def plan_unlike_target(self) -> np.ndarray: ...
 
 
 class Kind(str, Enum):
@@ -41,6 +42,7 @@ class Kind(str, Enum):
     ENTROPY = "entropy"  # PC or pointer attention entropy above x bits
     PC_NOT_INST = "pc-not-inst"  # the PC is on a slot that does not decode as an instruction
     HALT = "halt"  # the halt probability passes 0.5
+    PLAN_DIFFERS = "plan-differs"  # a plan step writes a slot unlike the compiler's image
 
     @property
     def needs_addr(self) -> bool:
@@ -57,6 +59,7 @@ CONDITIONS: dict[Kind, str] = {
     Kind.ENTROPY: "pointer attention entropy above x bits",
     Kind.PC_NOT_INST: "PC on a slot that is not an instruction",
     Kind.HALT: "halt",
+    Kind.PLAN_DIFFERS: "planned slot unlike the compiler's image",
 }
 
 
@@ -83,6 +86,19 @@ class Breakpoint:
     @property
     def key(self) -> tuple[Kind, int | None, float | None]:
         return (self.kind, self.addr, self.threshold)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind.value, "addr": self.addr, "threshold": self.threshold, "enabled": self.enabled}
+
+    @classmethod
+    def from_dict(cls, bp_id: int, raw: dict[str, object]) -> "Breakpoint":
+        """One saved breakpoint; ValueError, KeyError or TypeError when it is not one."""
+        kind = Kind(raw["kind"])
+        addr = raw.get("addr")
+        threshold = raw.get("threshold")
+        if kind.needs_addr != isinstance(addr, int) or kind.needs_threshold != isinstance(threshold, (int, float)):
+            raise ValueError(f"a {kind.value} breakpoint with addr {addr!r} and threshold {threshold!r}")
+        return cls(bp_id, kind, addr, None if threshold is None else float(threshold), bool(raw.get("enabled", True)))
 
 
 @dataclass(frozen=True)
@@ -183,6 +199,8 @@ class DebugSession:
                 cached = f.high_entropy(bp.threshold)
             elif k is Kind.PC_NOT_INST:
                 cached = f.pc_not_instruction()
+            elif k is Kind.PLAN_DIFFERS:
+                cached = f.plan_unlike_target()
             else:
                 cached = f.halting()
             self._masks[bp.key] = cached

@@ -16,6 +16,7 @@ from tui.model import TraceView
 from tui.screens.plan import PlanScreen
 from tui.screens.prompt import AskScreen, ConditionScreen
 from tui.screens.text import TextScreen
+from tui.saved import SavedBreakpoints
 from tui.series import TrainingSeries
 from tui.session import Breakpoint, DebugSession, Kind, PositionError, Stop
 from tui.widgets.attention import AttentionPane
@@ -42,6 +43,7 @@ class DebuggerScreen(Screen):
         Binding("w", "watch", "watch", id="watch"),
         Binding("x", "condition", "condition", id="condition"),
         Binding("slash", "search", "search", id="search"),
+        Binding("d", "next_unlike", "next unlike compiler", id="plan.differs"),
         Binding("l", "listing", "listing", id="listing"),
         Binding("a", "plan", "plan", id="plan"),
         Binding("left_square_bracket", "train(-1)", "prev train", id="train.prev"),
@@ -57,13 +59,21 @@ class DebuggerScreen(Screen):
     revision = reactive(0, repaint=False)
 
     def __init__(self, view: TraceView, position: int | None = None, breakpoints: list[Breakpoint] | None = None,
-                 series: TrainingSeries | None = None, from_store: bool = False) -> None:
-        """``position`` None: where :meth:`TraceView.opening` says there is something to see."""
+                 series: TrainingSeries | None = None, from_store: bool = False,
+                 saved: SavedBreakpoints | None = None) -> None:
+        """``position`` None: where :meth:`TraceView.opening` says there is something to see.
+        ``saved``: where this trace's breakpoints are kept between sessions (None: nowhere);
+        they are restored unless ``breakpoints`` are given."""
         super().__init__()
         self.view = view
         self.session = DebugSession(view)
+        self.saved = saved if view.path is not None else None
+        self.restored = 0  # breakpoints restored from an earlier session
         if breakpoints:
             self.session.adopt(breakpoints)
+        elif self.saved is not None:
+            self.session.adopt(self.saved.load(view.path))
+            self.restored = len(self.session.breakpoints)
         self.opened_because = ""
         if position is None:
             position, why = view.opening()
@@ -100,10 +110,18 @@ class DebuggerScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(MemoryView).focus()
         self.query_one(BreakpointList).watch_revision()
-        if self.series:
-            self.status(" | ".join(filter(None, (self.series.describe(), self.opened_because))))
-        elif self.opened_because:
-            self.status(self.opened_because)
+        restored = f"{self.restored} breakpoints restored from the last session" if self.restored else ""
+        problem = self.saved.problem if self.saved else None
+        parts = (self.series.describe() if self.series else "", self.opened_because, restored, problem or "")
+        self.status(" | ".join(p for p in parts if p))
+
+    def watch_revision(self) -> None:
+        """Breakpoints changed: keep them for the next session on this trace."""
+        if self.saved is not None:
+            try:
+                self.saved.save(self.view.path, self.session.breakpoints)
+            except OSError as err:
+                self.status(f"breakpoints not saved: {err}")
 
     def _title(self) -> str:
         exact = self.view.plan_exact
@@ -208,6 +226,25 @@ class DebuggerScreen(Screen):
         role = f" ; {row.role}" if row.role else ""
         matches = "1 slot matches" if count == 1 else f"{count} slots match"
         self.status(f"{addr:04d} {row.type} {row.body}{role}   ({matches} {text!r}; / enter: the next)")
+
+    def action_next_unlike(self) -> None:
+        """Go to the next plan step that wrote a slot unlike the compiler's image (marked !)."""
+        if self.view.plan_differs is None:
+            self.status("this trace has no compiler's image to compare the plan with")
+            return
+        found = self.view.next_unlike(self.position)
+        if found is None:
+            self.status("every planned slot reads as the compiler's image")
+            return
+        pos, index, count = found
+        self._moved(self.session.goto(pos))
+        addr = int(self.view.plan_addr[pos])
+        self.query_one(MemoryView).select(addr)
+        got = self.view.row(pos, addr)
+        want = self.view.decode_at(self.view.trace["plan"]["target"], pos)
+        role = f" ({got.role})" if got.role else ""
+        self.status(f"{addr:04d}{role} planned {got.type} {got.body}, the compiler's {want.type} {want.body}   "
+                    f"({index} of {count}; d: the next)")
 
     # ---- breakpoints ----
     def action_break_here(self) -> None:

@@ -15,7 +15,7 @@ from llamacpu.isa import EMPTY
 from tui.model import Marks, TraceView
 from tui.session import DebugSession, Kind
 
-LEGEND = "> pc  r read  w written  * changed  B break  W watch"
+LEGEND = "> pc  r read  w written  * changed  ! unlike compiler  B break  W watch"
 
 
 class MemoryView(ScrollView, can_focus=True):
@@ -144,6 +144,7 @@ class MemoryView(ScrollView, can_focus=True):
             + ("r" if addr in marks.reads else " ")
             + ("w" if addr == marks.written else " ")
             + ("*" if addr in marks.changed else " ")
+            + ("!" if addr in view.unlike_at(pos) else " ")
         )
         bps = ("B" if self.session.find(Kind.ADDRESS, addr) else " ") + ("W" if self.session.find(Kind.WATCH, addr) else " ")
         style, parts = self._base, self._parts
