@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable
 
 from debug_fixtures import make_trace, save_trace, write_store
 from llamacpu.trace import TraceStore
@@ -392,7 +394,9 @@ async def test_store_browser_and_training_steps(store):
         screen.query_one("#f-probe").value = "p0"
         await pilot.pause()
         assert [r.training_step for r in screen.shown] == [300, 200, 100]
-        await pilot.press("down", "enter")  # training step 200
+        await pilot.press("down", "enter")  # training step 200, opened off the UI thread
+        await app.workers.wait_for_complete()
+        await pilot.pause()
         debugger = app.screen
         assert isinstance(debugger, DebuggerScreen) and debugger.series.current.training_step == 200
         await pilot.press("g", *"6", "enter", "w")
@@ -454,3 +458,84 @@ def test_snapshot_store(snap_compare, store):
 def test_snapshot_opening(snap_compare, trace_path, size):
     """Where a wrong trace opens: its first wrong step, the compiled image on screen."""
     assert snap_compare(make_app(trace_path), terminal_size=size)
+
+
+# ---- keys and layout that do not depend on focus or on the first size ----
+
+async def test_heatmap_keys_work_whichever_pane_has_focus(trace_path):
+    from tui.widgets.attention import AttentionPane
+
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.screen.query_one(AttentionPane)
+        assert app.screen.query_one(MemoryView).has_focus
+        await pilot.press("v", "m")
+        assert pane.cmap == "cividis" and pane.dist == 1
+        app.screen.query_one("#breakpoints").focus()
+        await pilot.press("v", "m")
+        assert pane.cmap == "viridis" and pane.dist == 2
+
+
+async def test_a_resize_refits_the_heatmaps_at_once(trace_path):
+    from tui.widgets.attention import AttentionPane
+
+    app = make_app(trace_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.screen.query_one(AttentionPane)
+        await pilot.pause()
+        small = pane.render_line(0).text
+        await pilot.resize_terminal(130, 40)
+        await pilot.pause()
+        wide = pane.render_line(0).text
+        assert small != wide and "addr 35-57/58" in wide and pane.columns > 20
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+async def test_memory_rows_show_confidence_and_role_and_no_blank_columns(trace_path, size):
+    app = make_app(trace_path)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        memory = app.screen.query_one(MemoryView)
+        rows = [memory.render_line(y).text.rstrip() for y in range(memory.scrollable_content_region.height)]
+        for line in rows:
+            addr = int(line[8:12])
+            role = app.screen.view.roles.get(addr)
+            assert re.search(r" [01]\.\d\d( |$)", line), line
+            if role:
+                assert line.endswith(f"; {role}"), line
+        if size[0] >= 100:  # room for every column: the pane is as wide as its rows, no wider
+            assert memory.outer_size.width == memory.content_width
+            assert max(len(line) for line in rows) >= memory.scrollable_content_region.width - 6
+
+
+async def test_help_keeps_keys_and_descriptions_apart(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        text = str(app.screen.query_one("Static").render())
+        assert "delete/backspace   delete" in text and "backspacedelete" not in text
+
+
+async def test_q_in_the_store_browser_asks_twice(store):
+    app = DebuggerApp(store=store, rows=TraceStore(store).rows())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, StoreScreen) and app.return_code is None
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_opening_from_the_store_shows_progress(store):
+    rows = TraceStore(store).rows()
+    app = DebuggerApp(store=store, rows=rows)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.opening(rows[0])
+        assert screen.query_one(DataTable).loading
+        assert f"opening {rows[0].path.name} ..." in str(screen.query_one(".screen-title").render())
+        screen.opening(None)
+        assert not screen.query_one(DataTable).loading

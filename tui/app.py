@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -24,8 +25,7 @@ from tui.widgets.memory import MemoryView
 
 # Every binding the debugger has, where it lives (for help, the palette and key remapping).
 BINDING_SOURCES: tuple[tuple[str, type], ...] = (
-    ("", DebuggerScreen), ("memory", MemoryView), ("heatmap", AttentionPane),
-    ("breakpoint list", BreakpointList), ("store", StoreScreen),
+    ("", DebuggerScreen), ("memory", MemoryView), ("breakpoint list", BreakpointList), ("store", StoreScreen),
 )
 
 
@@ -73,13 +73,30 @@ class DebuggerApp(App):
 
     # ---- traces ----
     def on_store_screen_chosen(self, event: StoreScreen.Chosen) -> None:
+        """Open the trace off the UI thread: a large one takes seconds, and the browser says so."""
+        if isinstance(self.screen, StoreScreen):
+            self.screen.opening(event.row)
+        self._open_from_store(event.row, event.rows)
+
+    @work(thread=True, exclusive=True, group="open-trace")
+    def _open_from_store(self, row: TraceRow, rows: list[TraceRow]) -> None:
         try:
-            view = TraceView.open(event.row.path)
+            view = TraceView.open(row.path)
+            series = series_for(row.path, view.meta, rows)
+            view.opening()  # its facts are swept here too, not on the first paint
         except TraceError as err:
-            self.notify(str(err), severity="error")
+            self.call_from_thread(self._opened, None, None, str(err))
             return
-        self.push_screen(DebuggerScreen(view, series=series_for(event.row.path, view.meta, event.rows),
-                                        from_store=True, saved=self.saved))
+        self.call_from_thread(self._opened, view, series, None)
+
+    def _opened(self, view: TraceView | None, series: TrainingSeries | None, error: str | None) -> None:
+        store = next((s for s in self.screen_stack if isinstance(s, StoreScreen)), None)
+        if store is not None:
+            store.opening(None)
+        if view is None:
+            self.notify(error or "the trace could not be opened", severity="error")
+            return
+        self.push_screen(DebuggerScreen(view, series=series, from_store=True, saved=self.saved))
 
     def open_in_series(self, screen: DebuggerScreen, series: TrainingSeries) -> None:
         """Replace the debugger screen by the same probe at another training step."""

@@ -26,32 +26,39 @@ from tui.widgets.oeu import OEUPane
 from tui.widgets.timeline import Timeline
 
 MIN_SIZE = (80, 24)  # columns, rows: below this the panes do not fit
+SIDE_MIN = 20  # columns the attention, OEU and breakpoint panes keep beside the memory pane
 
 
 class DebuggerScreen(Screen):
     """One trace under the debugger. ``position`` flows down to every pane (data binding)."""
 
+    # The footer shows the keys of a first session, help (?) all of them: at 80 columns more
+    # would be cut off mid-word.
     BINDINGS = [
+        Binding("question_mark", "app.help", "help", id="help"),
+        Binding("q", "app.quit", "quit", id="quit"),
         Binding("n,right", "step", "step", id="step", priority=True),
         Binding("p,left", "back", "back", id="back", priority=True),
         Binding("c", "cont", "continue", id="continue"),
         Binding("r", "reverse", "reverse", id="reverse"),
-        Binding("home", "first", "first", id="first", priority=True),
-        Binding("end", "last", "last", id="last", priority=True),
+        Binding("home", "first", "first", id="first", priority=True, show=False),
+        Binding("end", "last", "last", id="last", priority=True, show=False),
         Binding("g", "goto", "go to", id="goto"),
         Binding("b", "break_here", "break", id="break"),
         Binding("w", "watch", "watch", id="watch"),
         Binding("x", "condition", "condition", id="condition"),
         Binding("slash", "search", "search", id="search"),
         Binding("d", "next_unlike", "next unlike compiler", id="plan.differs"),
-        Binding("l", "listing", "listing", id="listing"),
-        Binding("a", "plan", "plan", id="plan"),
-        Binding("left_square_bracket", "train(-1)", "prev train", id="train.prev"),
-        Binding("right_square_bracket", "train(1)", "next train", id="train.next"),
-        Binding("e", "export", "export", id="export"),
-        Binding("s", "store", "store", id="store"),
-        Binding("question_mark", "app.help", "help", id="help"),
-        Binding("q", "app.quit", "quit", id="quit"),
+        Binding("l", "listing", "listing", id="listing", show=False),
+        Binding("a", "plan", "plan", id="plan", show=False),
+        Binding("left_square_bracket", "train(-1)", "prev train", id="train.prev", show=False),
+        Binding("right_square_bracket", "train(1)", "next train", id="train.next", show=False),
+        Binding("e", "export", "export", id="export", show=False),
+        Binding("s", "store", "store", id="store", show=False),
+        Binding("m", "heatmap('next_dist')", "heatmap pointer", id="attention.pointer", show=False),
+        Binding("comma", "heatmap('scroll_addr(-1)')", "heatmap left", id="attention.left", show=False),
+        Binding("full_stop", "heatmap('scroll_addr(1)')", "heatmap right", id="attention.right", show=False),
+        Binding("v", "heatmap('toggle_cmap')", "heatmap colours", id="attention.cmap", show=False),
     ]
 
     # The panes bound to these repaint themselves; repainting the screen would redraw everything.
@@ -161,6 +168,9 @@ class DebuggerScreen(Screen):
         self._check_size(*self.app.size)
 
     def _check_size(self, w: int, h: int) -> None:
+        # The memory pane takes what its rows need, the heatmaps the rest (no blank columns).
+        memory = self.query_one(MemoryView)
+        memory.styles.width = max(min(memory.content_width, w - SIDE_MIN), MIN_SIZE[0] - SIDE_MIN)
         small = w < MIN_SIZE[0] or h < MIN_SIZE[1]
         self.set_class(small, "too-small")
         if small:
@@ -295,6 +305,10 @@ class DebuggerScreen(Screen):
             self.app.pop_screen()
         else:
             self.status("opened from a file: no store browser (llamacpu debug STORE opens one)")
+
+    async def action_heatmap(self, action: str) -> None:
+        """A heatmap key (m , . v), whichever pane has focus."""
+        await self.query_one(AttentionPane).run_action(action)
 
     def action_export(self) -> None:
         """Export the screen (SVG), the heatmaps (PNG) and the disassembly (text)."""
