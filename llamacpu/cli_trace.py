@@ -68,7 +68,8 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("plot", help="draw a trace (attention, PC, OEU) or a run's learning curves")
     p.add_argument("target", type=Path, metavar="TRACE.pt|RUN")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE.png", help="default: the target's name + .png")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE.png",
+                   help="the figure: .png, .svg or .pdf, by the suffix (default: the target's name + .png)")
     p.set_defaults(func=cmd_plot)
 
 
@@ -348,8 +349,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     target: Path = args.target
     out = args.output or Path(f"{target.resolve().name}.png" if target.is_dir() else target.with_suffix(".png").name)
-    if out.suffix.lower() != ".png":
-        raise UsageError(f"-o {out}: write a .png file")
+    from llamacpu.plots import FORMATS
+
+    if out.suffix.lower() not in FORMATS:
+        raise UsageError(f"-o {out}: write a {', '.join(FORMATS)} file")
     con = _console()
     if target.is_dir():
         path, bad = save_run_plot(target, out)

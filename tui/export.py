@@ -38,11 +38,12 @@ def export_png(view: TraceView, pos: int, path: Path, cmap: str = "viridis") -> 
     else:
         attn = view.trace["plan"].get("prompt_attn")
         if attn is not None:
-            im = axes[0].imshow(attn.float().numpy(), aspect="auto", cmap=cmap, vmin=0, vmax=1,
+            vmax = max(float(attn.float().max()), 1e-6) if attn.numel() else 1.0  # it peaks far below 1
+            im = axes[0].imshow(attn.float().numpy(), aspect="auto", cmap=cmap, vmin=0, vmax=vmax,
                                 interpolation="nearest")
             axes[0].set_xticks(range(len(view.prompt_pieces)), view.prompt_pieces)
             axes[0].axhline(i, color="white", lw=0.8)
-            fig.colorbar(im, ax=axes[0], label="attention")
+            fig.colorbar(im, ax=axes[0], label=f"attention (scale 0-{vmax:.2f}, the largest value)")
         axes[0].set_title(f"plan: prompt attention per planned slot ({view.label(pos)})")
         axes[0].set_ylabel("plan step")
     if view.n_exec:
