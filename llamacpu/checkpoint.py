@@ -10,8 +10,6 @@ plain data loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
-from llamacpu.errors import LlamaCPUError
-
 import json
 import os
 import shutil
@@ -26,13 +24,9 @@ from llamacpu.controller import ControllerConfig, build_controller
 from llamacpu.isa import ISA, SlotLayout
 from llamacpu.machine import Machine
 from llamacpu.oeu import OEUConfig, OperatorExecutionUnit
+from llamacpu.run_folder import CONFIG, RunError, check_run, is_run, shipped_run  # noqa: F401  (ckpt.is_run, ckpt.RunError)
 
-CONFIG = "config.json"
 LATEST = "latest"
-
-
-class RunError(LlamaCPUError):
-    """A run folder or checkpoint that cannot be used; the message names the file."""
 
 
 @dataclass
@@ -52,16 +46,8 @@ class RunConfig:
                    raw.get("train", {}))
 
 
-def is_run(run_dir: Path) -> bool:
-    return (run_dir / CONFIG).is_file()
-
-
 def read_config(run_dir: Path) -> RunConfig:
-    path = run_dir / CONFIG
-    if not run_dir.exists():
-        raise RunError(f"no run at {run_dir}: the folder does not exist")
-    if not path.is_file():
-        raise RunError(f"{run_dir} is not a run folder (no {CONFIG})")
+    path = check_run(run_dir)
     try:
         return RunConfig.from_json(path.read_text())
     except (ValueError, KeyError, TypeError) as err:
@@ -211,17 +197,3 @@ def _fsync_dir(path: Path) -> None:
         if child.is_file():
             with open(child, "rb") as f:
                 os.fsync(f.fileno())
-
-
-SHIPPED = Path(__file__).parent / "runs"  # trained runs inside the package (weights only)
-
-
-def shipped_run(name: str = "general-cpu") -> Path:
-    """A trained run folder that ships inside the package: ``general-cpu`` is the tiny CPU trained
-    on random programs (``llamacpu train --task programs``), what ``llamacpu asm`` runs on."""
-    path = SHIPPED / name
-    if not (path / CONFIG).is_file():
-        known = sorted(p.name for p in SHIPPED.iterdir() if (p / CONFIG).is_file()) if SHIPPED.is_dir() else []
-        raise RunError(f"no shipped run {name!r} in {SHIPPED} (shipped: {', '.join(known) or 'none'}); "
-                       "reinstall llamacpu")
-    return path

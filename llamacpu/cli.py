@@ -3,14 +3,21 @@
 Each command lives with the module it drives: a module exposes ``register(subparsers)``, which
 adds its parsers with ``set_defaults(func=handler)``; a handler takes the parsed arguments and
 returns an exit code. Bad input raises :class:`LlamaCPUError` and becomes one line on stderr.
+
+Nothing here imports torch: a handler imports what it needs, so ``--help``, ``--version`` and
+input that fails a check before the model loads answer at once. Warnings and log lines of the
+libraries underneath (transformers, the model hub, torch) are ours to silence, not the user's to
+read: they show with ``-v``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
+import warnings
 
 from llamacpu.errors import LlamaCPUError
 
@@ -25,11 +32,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Llama-family LLM as the CPU of a differentiable computer: train it, run it, "
         "disassemble its memory and step through it in a debugger.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug messages, and show the warnings of the libraries underneath")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("llamacpu")
+    except importlib.metadata.PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "unknown (not installed)"
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Our log records on stderr (INFO, or DEBUG with -v); other libraries' warnings, and their
+    log records below ERROR, only with -v. Called before transformers is imported: it reads its
+    verbosity from the environment once."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+    logging.basicConfig(format="%(message)s", handlers=[handler])  # no-op where a host set up logging
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.ERROR)
+    for ours in ("llamacpu", "tui"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose:
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"(llamacpu|tui)(\.|$)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from rich.logging import RichHandler
-
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, show_time=False)])
+    quiet_libraries(args.verbose)
+    if not getattr(args, "hub", False):  # the model hub is reached only when asked (train --hub)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return int(args.func(args) or 0)
     except LlamaCPUError as err:

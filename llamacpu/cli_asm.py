@@ -1,7 +1,7 @@
 """``llamacpu asm``: a hand-written program on the neural CPU, judged by the reference interpreter.
 
 With no ``--run`` the program runs on the trained general CPU that ships inside the package
-(:func:`llamacpu.checkpoint.shipped_run`); ``--reference`` runs it on the interpreter alone.
+(:func:`llamacpu.run_folder.shipped_run`); ``--reference`` runs it on the interpreter alone.
 ``--json`` prints one object: ``halted``, ``steps``, ``writes`` (every address written, as a
 4-digit string, to its final value) and, for a neural run, ``reference`` (the same from the
 interpreter) and ``matches_reference``.
@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from llamacpu.cli_trace import _trace_options
 from llamacpu.errors import LlamaCPUError
 
 
@@ -31,22 +32,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-steps", type=int, default=None, metavar="N",
                    help="stop after N cycles (default: twice the reference's run plus 8; 1000 if it never halts)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("-o", "--output", type=Path, metavar="TRACE.pt",
-                   help="write the trace here (default: add it to the run's trace store)")
-    p.add_argument("--traces", type=Path, metavar="DIR", help="trace store (default: traces/<run folder name>)")
+    _trace_options(p)
     p.set_defaults(func=cmd_asm)
 
 
 def cmd_asm(args: argparse.Namespace) -> int:
-    from llamacpu.asm import assemble_file, reference_run
-    from llamacpu.checkpoint import read_config, shipped_run
-    from llamacpu.interpreter import DEFAULT_MAX_STEPS
-    from llamacpu.isa import ISA
-
     if args.max_steps is not None and args.max_steps < 1:
         raise LlamaCPUError("--max-steps must be at least 1")
     if args.reference:
-        layout = read_config(args.run).layout if args.run else read_config(shipped_run()).layout
+        from llamacpu.asm import assemble_file, reference_run
+        from llamacpu.checkpoint import read_config
+        from llamacpu.interpreter import DEFAULT_MAX_STEPS
+        from llamacpu.isa import ISA
+        from llamacpu.run_folder import shipped_run
+
+        layout = read_config(args.run or shipped_run()).layout
         program = assemble_file(args.program, ISA(layout))
         ref = reference_run(program, layout.n_values, args.max_steps or DEFAULT_MAX_STEPS)
         summary = {"program": str(args.program), **ref.summary(), "fault": ref.fault}
@@ -64,19 +64,23 @@ def cmd_asm(args: argparse.Namespace) -> int:
 def _neural(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from llamacpu.asm import assemble_file, expectations, run_program, run_summary
-    from llamacpu.checkpoint import load_machine, shipped_run
-    from llamacpu.cli_trace import _checkpoint_meta, _console, _write
+    from llamacpu.cli_trace import _check_output, _checkpoint_meta, _console, _write
+    from llamacpu.run_folder import check_run
 
-    run_dir = args.run or shipped_run()
+    run_dir = args.run or _shipped()
     args.run = run_dir
+    check_run(run_dir)
+    _check_output(args)
+    from llamacpu.asm import assemble_file, expectations, run_program, run_summary
+    from llamacpu.checkpoint import load_machine
+
     machine, _, ckpt = load_machine(run_dir)
     program = assemble_file(args.program, machine.isa)
     trace = run_program(machine, program, source=str(args.program), max_steps=args.max_steps,
                         **_checkpoint_meta(run_dir, ckpt))
     path = _write(trace, args)
     summary = {"program": str(args.program), "run": str(run_dir), **run_summary(trace, machine.isa),
-               **expectations(trace, program, machine.isa), "trace": str(path)}
+               **expectations(trace, program, machine.isa), "trace": None if path is None else str(path)}
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -104,8 +108,15 @@ def _neural(args: argparse.Namespace) -> int:
     if "expected" in summary:
         ok = "[green]as the program expects[/]" if summary["meets_expectations"] else "[red]not as the program expects[/]"
         con.print(f".expect: {summary['got']} {ok}")
-    con.print(f"trace: {path}")
+    if path is not None:
+        con.print(f"trace: {path}")
     return 0
+
+
+def _shipped() -> Path:
+    from llamacpu.run_folder import shipped_run
+
+    return shipped_run()
 
 
 def _print_reference(source: Path, program: Any, ref: Any) -> None:

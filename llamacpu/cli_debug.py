@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="with --dump: JSON instead of text")
     p.add_argument("--keys", type=Path, help="key remapping file (default ~/.config/llamacpu/keys.toml)")
     p.add_argument("--export-dir", type=Path, default=Path("."), help="where e (export) writes (default: .)")
+    p.add_argument("--breakpoints", type=Path, metavar="FILE",
+                   help="where breakpoints are kept per trace between sessions "
+                   "(default $XDG_STATE_HOME/llamacpu/breakpoints.json, ~/.local/state/... when unset)")
     p.set_defaults(func=handler)
 
 
@@ -86,6 +89,9 @@ def _run_app(args: argparse.Namespace, **what) -> int:
     from tui.app import DebuggerApp, binding_ids
     from tui.keys import load_keymap
 
+    from tui.saved import default_path
+
     keymap = load_keymap(args.keys, binding_ids())
-    DebuggerApp(keymap=keymap, export_dir=args.export_dir, **what).run()
+    DebuggerApp(keymap=keymap, export_dir=args.export_dir, breakpoints_file=args.breakpoints or default_path(),
+                **what).run()
     return 0

@@ -8,13 +8,21 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llamacpu import checkpoint as ckpt
-from llamacpu.controller import COMPUTE_DTYPES, PRESETS, ControllerConfig
+from llamacpu import run_folder
 from llamacpu.errors import LlamaCPUError
-from llamacpu.isa import SlotLayout
-from llamacpu.tasks import TASKS, get_task
+
+if TYPE_CHECKING:
+    from llamacpu.checkpoint import RunConfig
+
+# What --help names; the handlers check against controller.PRESETS and COMPUTE_DTYPES and the
+# tasks' table (tests/test_cli_train.py checks that the help names each), imported only when a
+# command runs: they import torch, which --help and a typo should not wait for.
+PRESET_NAMES = "tiny, smollm2"
+COMPUTE_DTYPE_NAMES = ("auto", "bfloat16", "float32")
+TASK_NAMES = ("add", "programs")
+TASK_HELP = "add (addition in words) or programs (random programs of the ISA: the CPU alone, no plan phase)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,14 +32,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, help="run folder (created if new, resumed if it holds a run; "
                    "default runs/<date-time>)")
     p.add_argument("--cpu", default=None, metavar="PRESET",
-                   help=f"controller: {', '.join(PRESETS)}, or a path / hub id of a Llama-family causal LM (default tiny)")
+                   help=f"controller: {PRESET_NAMES}, or the folder of a Llama-family causal LM, or its model "
+                   "hub id with --hub (default tiny)")
+    p.add_argument("--hub", action="store_true", help="let --cpu name a model hub id and download it (without "
+                   "--hub nothing is fetched from the hub)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base weights with LoRA and 8-bit AdamW "
                    "(path presets; needs bitsandbytes)")
-    p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default=None,
+    p.add_argument("--compute-dtype", choices=COMPUTE_DTYPE_NAMES, default=None,
                    help="4-bit layers' matmuls (default auto: bfloat16 where the GPU or CPU computes it natively, "
                    "else float32)")
-    p.add_argument("--task", default=None, choices=sorted(TASKS),
-                   help="task to learn (default add); programs: random programs of the ISA, the CPU alone")
+    p.add_argument("--task", default=None, metavar="TASK",
+                   help=f"task to learn: {TASK_HELP} (default add)")
     p.add_argument("--max-digits", type=int, default=None,
                    help="last curriculum stage (default 4; programs: 6, programs of up to 24 instructions)")
     p.add_argument("--pc-modes", default=None, metavar="MODES",
@@ -66,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "every result, the answer is read from the result slots. Also reports 'plan exact' and the "
                        "accuracy of running from the target plan.")
     e.add_argument("--run", type=Path, required=True, help="run folder")
-    e.add_argument("--task", default=None, choices=sorted(TASKS), help="task to evaluate (default: the run's)")
+    e.add_argument("--task", default=None, choices=TASK_NAMES, help="task to evaluate (default: the run's)")
     e.add_argument("--digits", default=None, help="sizes, comma separated: digits, or instructions for programs "
                    "(default 1,2,3,4; programs: 4,8,12,16,24,48,96)")
     e.add_argument("--trials", type=int, default=500, help="problems per size (default 500)")
@@ -86,7 +97,10 @@ def pick_device(name: str | None) -> str:
     return name
 
 
-def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
+def _new_run_config(args: argparse.Namespace) -> RunConfig:
+    from llamacpu import checkpoint as ckpt
+    from llamacpu.controller import ControllerConfig
+    from llamacpu.isa import SlotLayout
     from llamacpu.train import TrainConfig, config_dict
 
     preset = args.cpu or "tiny"
@@ -100,20 +114,39 @@ def _new_run_config(args: argparse.Namespace) -> ckpt.RunConfig:
     return ckpt.RunConfig(layout=layout, controller=controller, train=config_dict(train))
 
 
+def check_controller_name(name: str | None, hub: bool) -> None:
+    """A --cpu that is neither a preset nor a folder is refused at once, unless --hub asks for
+    a download (the hub client would otherwise retry for a minute before failing)."""
+    from llamacpu.controller import PRESETS
+
+    if name is None or name in PRESETS or hub:
+        return
+    path = Path(name)
+    if path.is_dir():
+        return
+    what = "a file, not a model folder" if path.exists() else "neither a preset nor a model folder"
+    raise LlamaCPUError(f"unknown controller {name!r}: {what} (presets: {', '.join(PRESETS)}; "
+                        "a model hub id needs --hub)")
+
+
 _OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr",
               "stage_steps": "stage_steps", "threshold": "threshold", "eval_every": "eval_every",
               "quick_every": "quick_every", "checkpoint_every": "checkpoint_every"}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    run_dir = args.run or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    resuming = run_folder.is_run(run_dir)
+    if run_dir.exists() and not resuming and (run_dir.is_file() or any(run_dir.iterdir())):
+        raise run_folder.RunError(f"{run_dir} is not a run folder (no {run_folder.CONFIG}) and is not empty")
+    check_controller_name(args.cpu, args.hub)
+
     import torch
 
+    from llamacpu import checkpoint as ckpt
+    from llamacpu.tasks import get_task
     from llamacpu.train import Trainer, TrainConfig
 
-    run_dir = args.run or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    resuming = ckpt.is_run(run_dir)
-    if run_dir.exists() and not resuming and any(run_dir.iterdir()):
-        raise ckpt.RunError(f"{run_dir} is not a run folder (no {ckpt.CONFIG}) and is not empty")
     if resuming:
         config = ckpt.read_config(run_dir)
         if args.cpu and args.cpu != config.controller.preset:
@@ -122,9 +155,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = _new_run_config(args)
         if args.task == "programs" and args.max_digits is None:
             config.train["max_digits"] = get_task("programs").max_stages()
-    if args.cpu and args.cpu not in PRESETS and not Path(args.cpu).exists() and "/" not in args.cpu:
-        raise LlamaCPUError(f"unknown controller preset {args.cpu!r} (presets: {', '.join(PRESETS)}, "
-                            "or a folder / hub id of a Llama-family model)")
     if args.load_in_4bit and not config.controller.pretrained:
         raise LlamaCPUError("--load-in-4bit needs a pretrained controller (--cpu PATH_OR_HUB_ID)")
     if args.compute_dtype and not (args.load_in_4bit or config.controller.load_in_4bit):
@@ -183,7 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_recorder(args: argparse.Namespace, run_dir: Path, config: ckpt.RunConfig, machine: Any) -> Any:
+def _make_recorder(args: argparse.Namespace, run_dir: Path, config: RunConfig, machine: Any) -> Any:
     if args.no_traces or config.train.get("task") == "programs":  # probes are problems in words
         return None
     from llamacpu.recording import TrainingRecorder
@@ -271,15 +301,36 @@ def parse_digits(text: str) -> list[int]:
     return sizes
 
 
+def _note_untrained_sizes(run_dir: Path, sizes: list[int]) -> None:
+    """One stderr line naming the sizes past what the run was trained on (eval's problems have
+    operands of one length: the largest is what matters)."""
+    import sys
+
+    from llamacpu.trained_range import run_trained_range
+
+    trained = run_trained_range(run_dir)
+    if trained is None:
+        return
+    past = [d for d in sizes if not trained.contains((10 ** (d - 1), 10 ** (d - 1)))]
+    if past:
+        which = ", ".join(str(d) for d in past)
+        print(f"llamacpu eval: note: {which}-digit problems are outside the trained range: {trained.describe()}",
+              file=sys.stderr)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from llamacpu.evaluate import evaluate, results_json
-    from llamacpu.train import TrainConfig
-
     if args.trials < 1:
         raise LlamaCPUError("--trials must be at least 1")
+    run_folder.check_run(args.run)
+
+    from llamacpu import checkpoint as ckpt
+    from llamacpu.evaluate import evaluate, results_json
+    from llamacpu.tasks import get_task
+    from llamacpu.train import TrainConfig
+
     machine, config, latest = ckpt.load_machine(args.run, pick_device(args.device))
     train_cfg = TrainConfig.from_dict(config.train)
     task = get_task(args.task or train_cfg.task)
@@ -288,6 +339,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if too_big:
         raise LlamaCPUError(f"{too_big[0]}-digit {task.name} needs {task.slots_needed(too_big[0])} slots; this "
                             f"machine has {config.layout.n_slots}")
+    _note_untrained_sizes(args.run, sizes)
     results = []
     for d in sizes:  # held-out problems only (a hash of each problem decides), distinct, up to --trials
         results.append(evaluate(machine, task, d, args.trials, seed=f"eval-{args.seed}-{d}"))

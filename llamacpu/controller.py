@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from llamacpu.errors import LlamaCPUError
 
+import functools
 import importlib.metadata
+import inspect
 import logging
 import re
 from dataclasses import dataclass
@@ -337,9 +339,9 @@ class Controller(nn.Module):
             inputs_embeds=embeds.to(self.dtype),
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=past,
             use_cache=past is not None,
             output_attentions=attentions,
+            **{_cache_kwarg(type(self.backbone)): past},
         )
 
     def plan(self, prompt: Prompt, window: int, attentions: bool = False) -> PlanHeads:
@@ -357,7 +359,7 @@ class Controller(nn.Module):
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
         out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions)
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
-        prompt_kv = _layer_kv(out.past_key_values, length=l)
+        prompt_kv = _layer_kv(_output_cache(out), length=l)
         own = torch.eye(window, device=device).expand(b, -1, -1)  # (B, W, W) each query's own address
         pointers = torch.stack([head(h, own) for head in self.pointer_heads], dim=2)  # (B, W, P, W)
         prompt_attn = None
@@ -370,7 +372,7 @@ class Controller(nn.Module):
         from transformers import DynamicCache
 
         out = self._run(self.prompt_embedding(prompt), prompt.mask, past=DynamicCache())
-        return _layer_kv(out.past_key_values)
+        return _layer_kv(_output_cache(out))
 
     def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
                 memory: torch.Tensor, control: ControlInputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -396,6 +398,20 @@ class Controller(nn.Module):
             pc = head(h.unsqueeze(1), control.reg_ptr.unsqueeze(1)).squeeze(1)
             return pc, torch.cat([g, 1 - g], dim=-1)
         return self.pc_head(h, control)
+
+
+@functools.cache
+def _cache_kwarg(backbone_class: type) -> str:
+    """The backbone's name for its KV cache argument: ``cache`` since transformers 5.2x, which
+    warns about the older ``past_key_values`` on every call."""
+    params = inspect.signature(backbone_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _output_cache(out: Any) -> Any:
+    """The cache a backbone pass returns, under either name (reading ``past_key_values`` from a
+    newer transformers' output warns)."""
+    return out["cache"] if "cache" in out else out.past_key_values
 
 
 def _layer_kv(cache: Any, length: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -2,6 +2,10 @@
 
 Built on ``matplotlib.figure.Figure`` (no pyplot state). Probabilities use viridis, perceptually
 uniform and colour-blind safe; right and wrong are told apart by marker shape as well as colour.
+Each figure is meant to be read by someone who has not read this code: every axis is labelled,
+a colour scale that does not run 0-1 says so, legends sit beside the axes rather than on the
+data, and noisy series are drawn smoothed over their raw values. ``FORMATS`` are the files the
+``plot`` command writes (by the output's suffix).
 """
 
 from __future__ import annotations
@@ -20,20 +24,31 @@ from llamacpu.errors import LlamaCPUError
 
 CMAP = "viridis"
 RIGHT, WRONG = "#0072B2", "#D55E00"  # Okabe-Ito blue and vermillion
+FORMATS = (".png", ".svg", ".pdf")
+STYLES = ("-", "--", "-.", ":")  # with colour, so that no two series look alike in grey either
 
 
 class PlotError(LlamaCPUError):
     """Nothing to plot: a run without metrics, a metrics file without numbers."""
 
 
-def _heatmap(fig: Figure, ax: Axes, data: torch.Tensor, title: str, xlabel: str, ylabel: str) -> None:
-    """data: [rows, columns] probabilities, drawn rows on y."""
-    im = ax.imshow(data.float().numpy(), aspect="auto", origin="lower", cmap=CMAP, vmin=0.0, vmax=1.0,
-                   interpolation="nearest")
+def _heatmap(fig: Figure, ax: Axes, data: torch.Tensor, title: str, xlabel: str, ylabel: str,
+             steps: bool = False, scale_to_data: bool = False) -> None:
+    """data: [rows, columns] probabilities, drawn rows on y. ``steps``: the columns are execute
+    steps, numbered 1..T as everywhere else (column t is step t + 1). ``scale_to_data``: the
+    colour scale runs from 0 to the data's maximum instead of 1 (attention spread over a prompt
+    peaks far below 1 and would look uniformly dark), and the colour bar says so."""
+    rows, cols = data.shape
+    extent = (0.5, cols + 0.5, -0.5, rows - 0.5) if steps else None
+    values = data.float()
+    vmax = max(float(values.max()), 1e-6) if scale_to_data and values.numel() else 1.0
+    im = ax.imshow(values.numpy(), aspect="auto", origin="lower", cmap=CMAP, vmin=0.0, vmax=vmax,
+                   interpolation="nearest", extent=extent)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="probability")
+    label = "probability" if vmax == 1.0 else f"probability (scale 0-{vmax:.2f}, the largest value)"
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label=label)
 
 
 def trace_figure(trace: dict[str, Any]) -> Figure:
@@ -54,13 +69,13 @@ def trace_figure(trace: dict[str, Any]) -> Figure:
     fig.suptitle(title, fontsize=12)
 
     ax = fig.add_subplot(grid[0, 0])
-    _heatmap(fig, ax, ex["pc"].T, "PC distribution (controller's choice of instruction)", "execute step", "address")
     known = ex["pc_target"] >= 0
-    if bool(known.any()):
-        steps = torch.arange(t)[known]
-        ax.scatter(steps.numpy(), ex["pc_target"][known].numpy(), s=14, marker="x", color="white",
-                   linewidths=1.0, label="target PC")
-        ax.legend(loc="upper left", fontsize=8, framealpha=0.6)
+    marked = " (white x: the compiler's PC)" if bool(known.any()) else ""
+    _heatmap(fig, ax, ex["pc"].T, f"PC distribution, the controller's choice of instruction{marked}", "execute step",
+             "address", steps=True)
+    if marked:  # named in the title: a legend box would sit on the data
+        steps = torch.arange(1, t + 1)[known]
+        ax.scatter(steps.numpy(), ex["pc_target"][known].numpy(), s=14, marker="x", color="white", linewidths=1.0)
 
     ax = fig.add_subplot(grid[0, 1])
     attn = trace["plan"].get("prompt_attn")
@@ -68,46 +83,72 @@ def trace_figure(trace: dict[str, Any]) -> Figure:
         ax.text(0.5, 0.5, "no plan phase (program assembled by hand)", ha="center", va="center")
         ax.set_axis_off()
     else:
-        _heatmap(fig, ax, attn, "plan: each slot's attention over the prompt", "prompt token", "slot address")
+        _heatmap(fig, ax, attn, "plan: each slot's attention over the prompt", "prompt token", "slot address",
+                 scale_to_data=True)
         pieces = trace["prompt_pieces"]
         ax.set_xticks(range(len(pieces)), [p.replace(" ", "\u2423") for p in pieces], fontsize=8)
 
     for k, name in enumerate(names):
         ax = fig.add_subplot(grid[1 + k // 2, k % 2])
         _heatmap(fig, ax, ex["ptr_attn"][:, k].T, f"pointer '{name}': attention over addresses",
-                 "execute step", "address")
+                 "execute step", "address", steps=True)
 
     ax = fig.add_subplot(grid[3, :])
     _oeu_strip(ax, ex, t)
     return fig
 
 
+OEU_ROW = 1.25  # where the right / wrong markers sit, above the 0-1 probability scale
+
+
 def _oeu_strip(ax: Axes, ex: dict[str, Any], t: int) -> None:
+    """Per step: the OEU right or wrong (a row of markers above), halt probability and write gate
+    (lines on a 0-1 scale); the legend beside the axes."""
     out = ex["oeu_out"].float().argmax(-1)
     expected = ex["oeu_expected"]
     known = expected >= 0
     right = (out == expected) & known
     wrong = (out != expected) & known
-    steps = torch.arange(t)
-    ax.scatter(steps[right].numpy(), [1] * int(right.sum()), marker="o", color=RIGHT, s=30,
+    steps = torch.arange(1, t + 1)  # step numbers
+    ax.scatter(steps[right].numpy(), [OEU_ROW] * int(right.sum()), marker="o", color=RIGHT, s=30,
                label=f"OEU right ({int(right.sum())})")
-    ax.scatter(steps[wrong].numpy(), [1] * int(wrong.sum()), marker="X", color=WRONG, s=60,
+    ax.scatter(steps[wrong].numpy(), [OEU_ROW] * int(wrong.sum()), marker="X", color=WRONG, s=60,
                label=f"OEU wrong ({int(wrong.sum())})")
-    ax.plot(steps.numpy(), ex["halt"].float().numpy() * 0.8, color="0.3", lw=1, label="halt probability (x0.8)")
-    ax.plot(steps.numpy(), ex["write_gate"].float().numpy() * 0.8, color="0.6", lw=1, ls="--",
-            label="write gate (x0.8)")
-    ax.set_ylim(-0.1, 1.3)
-    ax.set_yticks([])
-    ax.set_xlim(-0.5, max(t, 1) - 0.5)
+    ax.plot(steps.numpy(), ex["halt"].float().numpy(), color="0.2", lw=1.2, label="halt probability")
+    ax.plot(steps.numpy(), ex["write_gate"].float().numpy(), color="0.55", lw=1.2, ls="--", label="write gate")
+    ax.axhline(0.5, color="0.8", lw=0.6, ls=":")
+    ax.set_ylim(-0.05, OEU_ROW + 0.2)
+    ax.set_yticks([0, 0.5, 1, OEU_ROW], ["0", "0.5", "1", "OEU"])
+    ax.set_ylabel("probability")
+    ax.set_xlim(0.5, max(t, 1) + 0.5)
     ax.set_xlabel("execute step")
-    ax.set_title("OEU result vs. the ISA's result on what it read, per step", fontsize=10)
-    ax.legend(loc="upper right", fontsize=8, ncol=4)
+    ax.set_title("OEU result vs. the ISA's result on what it read (top row), halt and write gate, per step",
+                 fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.4), fontsize=8, ncol=4, frameon=False)
 
 
 def save_trace_plot(trace: dict[str, Any], path: str | Path) -> Path:
+    """The trace figure as PNG, SVG or PDF (by the suffix)."""
     path = Path(path)
     trace_figure(trace).savefig(path, dpi=90)
     return path
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    """Centred moving average over ``window`` points (fewer at the ends): the trend of a noisy
+    series. A loss on a log scale is averaged in log space, so one spike does not lift it."""
+    if window <= 1 or len(values) < 3:
+        return list(values)
+    logs = [math.log(v) if v > 0 else None for v in values]
+    use_log = all(v is not None for v in logs)
+    xs = logs if use_log else values
+    half = window // 2
+    out = []
+    for i in range(len(xs)):
+        chunk = xs[max(0, i - half): i + half + 1]
+        mean = sum(chunk) / len(chunk)
+        out.append(math.exp(mean) if use_log else mean)
+    return out
 
 
 def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], int]:
@@ -176,34 +217,64 @@ def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
     stage_starts = {k: v for k, v in stage_starts.items() if k in seen_stages}
     if not losses and not accs:
         raise PlotError("metrics.jsonl holds no loss or accuracy figures to plot")
-    fig = Figure(figsize=(13, 9), layout="constrained")
+    fig = Figure(figsize=(14, 10), layout="constrained")
     fig.suptitle(title, fontsize=12)
-    for ax, series, ylabel, log in ((fig.add_subplot(2, 1, 1), losses, "loss (nats)", True),
-                                    (fig.add_subplot(2, 1, 2), accs, "accuracy", False)):
-        for label, points in sorted(series.items()):
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, lw=1.2,
-                    marker="o" if len(points) < 30 else None, ms=3)
-        for stage, x in sorted(stage_starts.items()):
-            ax.axvline(x, color="0.7", lw=0.8, ls=":")
-            ax.annotate(f"stage {stage}", (x, 1), xycoords=("data", "axes fraction"), fontsize=8,
-                        color="0.4", va="top", rotation=90)
+    panels = (
+        (fig.add_subplot(2, 1, 1), losses, "loss (nats, log scale)", True,
+         "every loss the trainer logs: faint, each logged value; solid, a moving average"),
+        (fig.add_subplot(2, 1, 2), accs, "accuracy (0-1)", False,
+         "held-out free-running checks: solid, exact answers; dashed, plans equal to the compiler's image"),
+    )
+    for ax, series, ylabel, log, what in panels:
+        _draw_series(ax, series, smoothed=log)
         if log and series and all(p[1] > 0 for s in series.values() for p in s):
             ax.set_yscale("log")
         if not log:
             ax.set_ylim(-0.02, 1.02)
+        for stage, x in sorted(stage_starts.items()):  # labelled above the axes: no legend covers them
+            ax.axvline(x, color="0.6", lw=0.8, ls=":")
+            ax.annotate(f"stage {stage}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, 2),
+                        textcoords="offset points", fontsize=8, color="0.3", va="bottom", ha="left")
+        ax.set_title(what, fontsize=9, color="0.3", loc="left", pad=14)
         ax.set_xlabel(x_key or "record")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if series:
-            ax.legend(fontsize=8, ncol=3, loc="best")
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         else:
             ax.text(0.5, 0.5, f"no {ylabel} figures in metrics.jsonl", ha="center", transform=ax.transAxes)
     return fig
 
 
+def _draw_series(ax: Axes, series: dict[str, list[tuple[float, float]]], smoothed: bool) -> None:
+    """One line per series, each its own colour and dash. Losses (``smoothed``): the raw values
+    faint, a moving average over about a thirtieth of the points solid; the total loss thicker.
+    Accuracies: one colour per problem size, solid for accuracy and dashed for plan exact."""
+    import matplotlib
+
+    names = sorted(series)
+    sizes = sorted({n.rsplit(", ", 1)[1] for n in names if ", " in n})
+    size_colours = matplotlib.colormaps["viridis"].resampled(max(len(sizes), 2))
+    tab = matplotlib.colormaps["tab10"]
+    for i, name in enumerate(names):
+        points = sorted(series[name])
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        if smoothed:
+            colour, style = tab(i % 10), STYLES[(i // 10 + i) % len(STYLES)]
+            width = 2.4 if name.endswith("total") else 1.4
+            ax.plot(xs, ys, color=colour, lw=0.6, alpha=0.25)
+            ax.plot(xs, smooth(ys, max(1, len(ys) // 30)), color=colour, lw=width, ls=style, label=name)
+        else:
+            size = name.rsplit(", ", 1)[1] if ", " in name else None
+            colour = size_colours(sizes.index(size) / max(len(sizes) - 1, 1) * 0.85) if size else tab(i % 10)
+            style = "--" if name.startswith("plan_exact") else ("-" if name.startswith("accuracy") else ":")
+            ax.plot(xs, ys, color=colour, lw=1.5, ls=style, marker="o" if len(points) < 30 else None, ms=3,
+                    label=name)
+
+
 def save_run_plot(run_dir: str | Path, path: str | Path) -> tuple[Path, int]:
-    """Learning curves of a run -> PNG; returns the path and the number of unreadable lines."""
+    """Learning curves of a run -> PNG, SVG or PDF (by the suffix); returns the path and the
+    number of unreadable lines."""
     records, bad = read_metrics(run_dir)
     path = Path(path)
     run_figure(records, f"run {Path(run_dir).resolve().name}: learning curves").savefig(path, dpi=90)

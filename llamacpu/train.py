@@ -66,6 +66,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adamw" or "adamw8bit" (bitsandbytes; the 4-bit recipe)
     init_from: str = ""  # a run folder whose weights start a new run (every tensor of matching name and shape)
     programs_mix: float = 0.0  # fraction of batches that are random programs (keeps a task's CPU general)
+    mixed_lengths: bool = True  # addition: half the problems have operands of different lengths (False: never)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
@@ -141,6 +142,8 @@ class Trainer:
                  on_check: Callable[["Trainer", int, list[tuple[int, int]]], None] | None = None) -> None:
         self.run_dir, self.machine, self.run_config, self.config = run_dir, machine, run_config, config
         self.task = get_task(config.task)
+        if not config.mixed_lengths and hasattr(self.task, "same_length"):
+            self.task.same_length = 1.0
         max_ok = self.task.max_digits(machine.isa)
         if config.max_digits > max_ok:
             if config.task == "programs":

@@ -7,6 +7,7 @@ import argparse
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,16 @@ def test_help_explains_every_option(command: str) -> None:
         for flag in action.option_strings:
             assert flag in result.stdout, flag
     if command == "train":
-        for flag in ("--run", "--cpu", "--max-digits", "--load-in-4bit", "--max-steps", "--slots"):
+        for flag in ("--run", "--cpu", "--max-digits", "--load-in-4bit", "--max-steps", "--slots", "--hub"):
             assert flag in result.stdout
+        # the help names them without importing the modules that define them (they import torch)
+        from llamacpu.cli_train import COMPUTE_DTYPE_NAMES, TASK_NAMES
+        from llamacpu.controller import COMPUTE_DTYPES, PRESETS
+        from llamacpu.tasks import TASKS
+
+        assert COMPUTE_DTYPE_NAMES == COMPUTE_DTYPES and TASK_NAMES == tuple(TASKS)
+        for name in (*PRESETS, *COMPUTE_DTYPES, *TASKS):
+            assert name in result.stdout, name
 
 
 # ---- bad input: one clear line each ----
@@ -56,7 +65,9 @@ QUICK = ["--max-steps", "1", "--no-traces", "--quiet"]
 ONE = ["--digits", "1", "--trials", "1"]
 # Case -> (arguments, run in the folder that `bad_results` prepares; what the one stderr line holds).
 CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
-    "unknown preset": (["train", "--run", "new1", "--cpu", "nosuchpreset"], ("nosuchpreset",)),
+    "unknown preset": (["train", "--run", "new1", "--cpu", "nosuchpreset"], ("nosuchpreset", "tiny, smollm2")),
+    "hub id without --hub": (["train", "--run", "new8", "--cpu", "someone/no-such-model"],
+                             ("someone/no-such-model", "tiny, smollm2", "--hub")),
     "too many digits": (["train", "--run", "new2", "--max-digits", "30"], ("30-digit", "256")),
     "too few slots": (["train", "--run", "new3", "--slots", "40", "--max-digits", "3"], ("58 slots", "40")),
     "zero digits": (["train", "--run", "new4", "--max-digits", "0"], ("--max-digits",)),
@@ -113,8 +124,18 @@ def test_bad_input_gives_one_clear_line(bad_results: tuple[Path, dict[str, subpr
     assert_one_clear_line(results[case], *CASES[case][1])
 
 
+def test_an_unknown_controller_fails_at_once(tmp_path: Path) -> None:
+    """Without --hub, a hub-shaped name is refused before anything is loaded (it took 52 s of
+    hub retries and 57 log lines)."""
+    start = time.perf_counter()
+    result = run_cli(["train", "--run", "r", "--cpu", "someone/no-such-model"], cwd=tmp_path)
+    assert time.perf_counter() - start < 5
+    assert_one_clear_line(result, "--hub")
+    assert result.stdout == ""
+
+
 def test_bad_input_leaves_no_run_behind(bad_results: tuple[Path, dict[str, subprocess.CompletedProcess]]) -> None:
     root, _ = bad_results
-    assert not any((root / f"new{i}").exists() for i in range(1, 8))
+    assert not any((root / f"new{i}").exists() for i in range(1, 9))
     assert sorted(p.name for p in (root / "notes").iterdir()) == ["todo.txt"]
     assert (root / "a-file").read_text() == "x"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable
 
 from debug_fixtures import make_trace, save_trace, write_store
 from llamacpu.trace import TraceStore
@@ -47,15 +49,115 @@ async def test_step_back_first_last(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        assert isinstance(screen, DebuggerScreen) and screen.position == 0
+        assert isinstance(screen, DebuggerScreen)
+        await pilot.press("home")
+        assert screen.position == 0
         await pilot.press("n", "right", "n")
         assert screen.position == 3
         await pilot.press("p", "left")
         assert screen.position == 1
         await pilot.press("end")
-        assert screen.position == screen.view.length - 1 and "step 13/13" in status(app)
+        assert screen.position == screen.view.length - 1 and "step 14/14" in status(app)
         await pilot.press("home")
         assert screen.position == 0
+
+
+async def test_opens_at_the_first_step_that_went_wrong(trace_path):
+    """A wrong answer opens where it first went wrong, with the compiled image on screen."""
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert screen.view.phase(screen.position) == ("exec", WRONG_STEP)
+        assert f"step {WRONG_STEP + 1}/14, the first that went wrong: OEU wrong (home: the plan)" in status(app)
+        assert "WRONG" in str(screen.query_one("#oeu").render())
+        memory = screen.query_one(MemoryView)
+        shown = [memory.render_line(y).text for y in range(memory.scrollable_content_region.height)]
+        assert any("INST    ADD [" in line for line in shown) and not any("EMPTY" in line for line in shown[:5])
+        await pilot.press("home")
+        assert screen.position == 0
+
+
+async def test_a_right_answer_opens_at_the_first_execute_step(tmp_path):
+    app = make_app(save_trace(make_trace(12, 34), tmp_path / "right.pt"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert screen.view.phase(screen.position) == ("exec", 0)
+        assert "step 1/" in status(app) and "the first execute step" in status(app)
+
+
+async def test_a_wrong_plan_opens_at_the_first_slot_unlike_the_compilers(tmp_path):
+    trace = make_trace(12, 34)
+    trace["meta"]["correct"] = False
+    trace["plan"]["slot"][30] = trace["plan"]["slot"][31]  # carry[1] planned as a[1]
+    app = make_app(save_trace(trace, tmp_path / "plan.pt"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.screen.position == 30 and "slot unlike the compiler's" in status(app)
+
+
+@pytest.fixture
+def wrong_plan(tmp_path) -> Path:
+    """A plan with two slots unlike the compiler's: carry[1] planned as a[1], r[2] as b[2]."""
+    trace = make_trace(123, 456)
+    trace["meta"]["correct"] = False
+    trace["plan"]["slot"][30] = trace["plan"]["slot"][31]
+    trace["plan"]["slot"][45] = trace["plan"]["slot"][42]
+    return save_trace(trace, tmp_path / "plan.pt")
+
+
+async def test_slots_unlike_the_compilers_are_marked_and_found(wrong_plan):
+    app = make_app(wrong_plan)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert "plan exact: no (2 slots differ)" in str(screen.query_one("#title").render())
+        await pilot.press("end")
+        memory = screen.query_one(MemoryView)
+        memory.select(25)
+        await pilot.pause()
+        shown = {int(line[8:12]): line[:5] for line in
+                 (memory.render_line(y).text for y in range(memory.scrollable_content_region.height))}
+        assert shown[30][4] == "!" and shown[45][4] == "!" and shown[31][4] == " "
+        await pilot.press("d")
+        assert screen.position == 30 and memory.cursor == 30
+        assert "0030 (carry[1]) planned DATA 2, the compiler's DATA 0   (1 of 2; d: the next)" in status(app)
+        await pilot.press("d")
+        assert screen.position == 45 and "(2 of 2" in status(app)
+        await pilot.press("d")
+        assert screen.position == 30  # round again
+        await pilot.press("home", "x", *["down"] * 5, "enter", "c")  # condition: planned slot unlike the compiler's
+        assert screen.position == 30 and "planned slot unlike the compiler's image" in status(app)
+
+
+async def test_breakpoints_persist_per_trace(trace_path, wrong_plan, tmp_path):
+    saved = tmp_path / "state" / "breakpoints.json"
+    app = make_app(trace_path, breakpoints_file=saved)
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one(MemoryView).cursor = 28
+        await pilot.press("b", "x", "enter")
+    app = make_app(trace_path, breakpoints_file=saved)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert [b.describe() for b in app.screen.session.breakpoints] == ["PC reaches 0028",
+                                                                          "OEU output differs from expected"]
+        assert "2 breakpoints restored from the last session" in status(app)
+        app.screen.query_one("#breakpoints").focus()
+        await pilot.press("space")  # disabled, and kept so
+    app = make_app(trace_path, breakpoints_file=saved)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert [b.enabled for b in app.screen.session.breakpoints] == [False, True]
+    app = make_app(wrong_plan, breakpoints_file=saved)  # another trace: its own breakpoints
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.screen.session.breakpoints == []
+    saved.write_text("{not json")
+    app = make_app(trace_path, breakpoints_file=saved)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "saved breakpoints not read" in status(app) and app.screen.session.breakpoints == []
+        await pilot.press("b")
+    assert saved.read_text() == "{not json"  # a file we could not read is left alone
 
 
 async def test_a_step_repaints_only_rows_it_changed(trace_path):
@@ -63,7 +165,7 @@ async def test_a_step_repaints_only_rows_it_changed(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         memory = app.screen.query_one(MemoryView)
-        await pilot.press("g", *"0", "enter")
+        await pilot.press("g", *"1", "enter")
         painted = []
         render_line = memory.render_line
         memory.render_line = lambda y: painted.append(y) or render_line(y)
@@ -86,6 +188,7 @@ async def test_breakpoint_watch_and_continue(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
+        await pilot.press("home")  # from the plan's first step
         memory = screen.query_one(MemoryView)
         memory.cursor = 28
         await pilot.press("b")
@@ -114,7 +217,7 @@ async def test_condition_dialog_stops_on_wrong_oeu(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        await pilot.press("x")
+        await pilot.press("home", "x")
         await pilot.press("enter")  # the first condition: OEU output differs from expected
         await pilot.press("c")
         assert screen.view.phase(screen.position) == ("exec", WRONG_STEP)
@@ -125,7 +228,7 @@ async def test_condition_with_threshold(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        await pilot.press("x", "down", "enter")  # confidence below x
+        await pilot.press("home", "x", "down", "enter")  # confidence below x
         await pilot.press("backspace", "backspace", "backspace", *"0.7", "enter")
         assert screen.session.breakpoints[0].describe() == "confidence < 0.7"
         await pilot.press("c")
@@ -136,8 +239,8 @@ async def test_goto_dialog(trace_path):
     app = make_app(trace_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
-        await pilot.press("g", *"7", "enter")
-        assert screen.view.phase(screen.position) == ("exec", 7)
+        await pilot.press("g", *"7", "enter")  # step 7: the 7th cycle, index 6 of the per-step arrays
+        assert screen.view.phase(screen.position) == ("exec", 6) and "step 7/14" in status(app)
         await pilot.press("g", *"p4", "enter")
         assert screen.position == 4
         await pilot.press("g", *"zz", "enter")
@@ -263,7 +366,7 @@ async def test_too_small_terminal_says_so(trace_path):
 async def test_keymap_remaps(trace_path):
     app = make_app(trace_path, keymap={"step": "j"})
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("j", "j")
+        await pilot.press("home", "j", "j")
         assert app.screen.position == 2
 
 
@@ -272,9 +375,9 @@ async def test_export(trace_path, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n", "end", "e")
         names = sorted(p.name for p in tmp_path.iterdir())
-        assert names == ["demo-step13.png", "demo-step13.svg", "demo-step13.txt"]
-        assert (tmp_path / "demo-step13.png").read_bytes()[:4] == b"\x89PNG"
-        assert "HALT" in (tmp_path / "demo-step13.txt").read_text()
+        assert names == ["demo-step14.png", "demo-step14.svg", "demo-step14.txt"]
+        assert (tmp_path / "demo-step14.png").read_bytes()[:4] == b"\x89PNG"
+        assert "HALT" in (tmp_path / "demo-step14.txt").read_text()
 
 
 async def test_store_browser_and_training_steps(store):
@@ -291,10 +394,12 @@ async def test_store_browser_and_training_steps(store):
         screen.query_one("#f-probe").value = "p0"
         await pilot.pause()
         assert [r.training_step for r in screen.shown] == [300, 200, 100]
-        await pilot.press("down", "enter")  # training step 200
+        await pilot.press("down", "enter")  # training step 200, opened off the UI thread
+        await app.workers.wait_for_complete()
+        await pilot.pause()
         debugger = app.screen
         assert isinstance(debugger, DebuggerScreen) and debugger.series.current.training_step == 200
-        await pilot.press("g", *"5", "enter", "w")
+        await pilot.press("g", *"6", "enter", "w")
         await pilot.press("left_square_bracket")
         await pilot.pause()
         earlier = app.screen
@@ -347,3 +452,90 @@ def test_snapshot_too_small(snap_compare, trace_path):
 
 def test_snapshot_store(snap_compare, store):
     assert snap_compare(DebuggerApp(store=store, rows=TraceStore(store).rows()), terminal_size=SIZE)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_snapshot_opening(snap_compare, trace_path, size):
+    """Where a wrong trace opens: its first wrong step, the compiled image on screen."""
+    assert snap_compare(make_app(trace_path), terminal_size=size)
+
+
+# ---- keys and layout that do not depend on focus or on the first size ----
+
+async def test_heatmap_keys_work_whichever_pane_has_focus(trace_path):
+    from tui.widgets.attention import AttentionPane
+
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.screen.query_one(AttentionPane)
+        assert app.screen.query_one(MemoryView).has_focus
+        await pilot.press("v", "m")
+        assert pane.cmap == "cividis" and pane.dist == 1
+        app.screen.query_one("#breakpoints").focus()
+        await pilot.press("v", "m")
+        assert pane.cmap == "viridis" and pane.dist == 2
+
+
+async def test_a_resize_refits_the_heatmaps_at_once(trace_path):
+    from tui.widgets.attention import AttentionPane
+
+    app = make_app(trace_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.screen.query_one(AttentionPane)
+        await pilot.pause()
+        small = pane.render_line(0).text
+        await pilot.resize_terminal(130, 40)
+        await pilot.pause()
+        wide = pane.render_line(0).text
+        assert small != wide and "addr 35-57/58" in wide and pane.columns > 20
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+async def test_memory_rows_show_confidence_and_role_and_no_blank_columns(trace_path, size):
+    app = make_app(trace_path)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        memory = app.screen.query_one(MemoryView)
+        rows = [memory.render_line(y).text.rstrip() for y in range(memory.scrollable_content_region.height)]
+        for line in rows:
+            addr = int(line[8:12])
+            role = app.screen.view.roles.get(addr)
+            assert re.search(r" [01]\.\d\d( |$)", line), line
+            if role:
+                assert line.endswith(f"; {role}"), line
+        if size[0] >= 100:  # room for every column: the pane is as wide as its rows, no wider
+            assert memory.outer_size.width == memory.content_width
+            assert max(len(line) for line in rows) >= memory.scrollable_content_region.width - 6
+
+
+async def test_help_keeps_keys_and_descriptions_apart(trace_path):
+    app = make_app(trace_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        text = str(app.screen.query_one("Static").render())
+        assert "delete/backspace   delete" in text and "backspacedelete" not in text
+
+
+async def test_q_in_the_store_browser_asks_twice(store):
+    app = DebuggerApp(store=store, rows=TraceStore(store).rows())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, StoreScreen) and app.return_code is None
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_opening_from_the_store_shows_progress(store):
+    rows = TraceStore(store).rows()
+    app = DebuggerApp(store=store, rows=rows)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.opening(rows[0])
+        assert screen.query_one(DataTable).loading
+        assert f"opening {rows[0].path.name} ..." in str(screen.query_one(".screen-title").render())
+        screen.opening(None)
+        assert not screen.query_one(DataTable).loading

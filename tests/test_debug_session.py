@@ -13,12 +13,12 @@ import torch
 from debug_fixtures import make_trace, save_trace, write_store
 from llamacpu import cli
 from llamacpu.isa import DATA, INST, ISA, REG, SlotLayout
-from llamacpu.trace import TraceError
+from llamacpu.trace import TraceError, load_trace
 from tui.dump import dump
 from tui.keys import KeysError, load_keymap
 from tui.model import TraceView, slot_confidence
 from tui.series import series_for
-from tui.session import DebugSession, Kind, PositionError
+from tui.session import Breakpoint, DebugSession, Kind, PositionError
 from tui.slot_text import slot_line
 from tui.trace_file import open_trace
 
@@ -60,6 +60,9 @@ class FakeFacts:
 
     def halting(self) -> np.ndarray:
         return self._at(9)
+
+    def plan_unlike_target(self) -> np.ndarray:
+        return self._at(1)
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +121,13 @@ def test_toggle_delete_and_adopt():
         s.delete(999)
 
 
-@pytest.mark.parametrize("text, pos", [("0", 3), ("6", 9), ("p2", 2), ("plan 1", 1), ("$", 9), ("+4", 6), ("-9", 0)])
+@pytest.mark.parametrize("text, pos", [("1", 3), ("7", 9), ("p2", 2), ("plan 1", 1), ("$", 9), ("+4", 6), ("-9", 0)])
 def test_parse_position(text, pos):
     s = DebugSession(FakeFacts(), position=2)
     assert s.parse_position(text) == pos
 
 
-@pytest.mark.parametrize("text", ["7", "p3", "soon", ""])
+@pytest.mark.parametrize("text", ["0", "8", "p3", "soon", ""])
 def test_parse_position_refuses(text):
     with pytest.raises(PositionError):
         DebugSession(FakeFacts()).parse_position(text)
@@ -285,9 +288,30 @@ def test_dump_text_and_json(view):
 
 def test_cli_dump(trace_path, capsys):
     assert cli.main(["debug", str(trace_path), "--dump", "5"]) == 0
-    assert "step 5/13" in capsys.readouterr().out
+    assert "step 5/14" in capsys.readouterr().out
     assert cli.main(["debug", str(trace_path), "--dump", "99"]) == 2
-    assert "past the run" in capsys.readouterr().err
+    assert "past the run (1..14)" in capsys.readouterr().err
+    assert cli.main(["debug", str(trace_path), "--dump", "0"]) == 2
+    assert "disasm TRACE --step 0" in capsys.readouterr().err
+
+
+def test_one_step_numbering_in_disasm_dump_and_debugger(trace_path, view, capsys):
+    """Step k is the k-th execute cycle and its memory is memory after it, in all three;
+    step 0 (memory before the first cycle) is disasm's alone."""
+    t = view.n_exec
+    memory = load_trace(trace_path)["exec"]["memory"]
+    for k in (1, 4, t):
+        assert cli.main(["disasm", str(trace_path), "--step", str(k), "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert cli.main(["debug", str(trace_path), "--dump", str(k), "--json"]) == 0
+        dumped = json.loads(capsys.readouterr().out)
+        pos = DebugSession(view).parse_position(str(k))
+        assert listed["step"] == dumped["step"] == view.step_number(pos) == k
+        assert listed["steps"] == t and dumped["label"] == view.label(pos) == f"step {k}/{t}"
+        assert torch.equal(view.memory_at(pos), memory[k])
+        assert [r["type"].split("?")[0] for r in dumped["memory"]] == [s["type"] for s in listed["slots"]]
+    assert cli.main(["disasm", str(trace_path), "--step", str(t + 1)]) == 2
+    assert f"steps 0..{t}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("make, message", [
@@ -354,3 +378,29 @@ def test_training_series_from_store(tmp_path):
     assert series.neighbour(1).current.path.name == "probe-p0-step000300.pt"
     assert series.neighbour(1).neighbour(1) is None
     assert series_for(store / "fail-step000300.pt", TraceView.open(store / "fail-step000300.pt").meta) is None
+
+
+def test_plan_differs_condition_and_saved_breakpoints_round_trip():
+    s = DebugSession(FakeFacts())
+    bp = s.add(Kind.PLAN_DIFFERS)
+    assert bp.describe() == "planned slot unlike the compiler's image"
+    assert s.cont().position == 1
+    s.add(Kind.WATCH, addr=25)
+    s.add(Kind.CONFIDENCE, threshold=0.5).enabled = False
+    again = [Breakpoint.from_dict(i + 1, b.to_dict()) for i, b in enumerate(s.breakpoints)]
+    assert [b.to_dict() for b in again] == [b.to_dict() for b in s.breakpoints]
+    for bad in ({"kind": "watch"}, {"kind": "nonsense"}, {"kind": "confidence", "threshold": "x"}):
+        with pytest.raises((ValueError, KeyError)):
+            Breakpoint.from_dict(1, bad)
+
+
+def test_dump_marks_slots_unlike_the_compilers(tmp_path):
+    trace = make_trace(12, 34)
+    trace["plan"]["slot"][30] = trace["plan"]["slot"][31]  # carry[1] planned as a[1]
+    view = TraceView.open(save_trace(trace, tmp_path / "plan.pt"))
+    assert view.plan_exact == 1 and view.unlike_target == {30}
+    data = json.loads(dump(view, view.position_of_step(0), as_json=True))
+    assert [r["addr"] for r in data["memory"] if r["unlike_target"]] == [30]
+    assert not any(r["unlike_target"] for r in json.loads(dump(view, 29, as_json=True))["memory"])
+    line = next(l for l in dump(view, view.position_of_step(0)).splitlines() if " 0030 " in l)
+    assert line.startswith("    ! 0030")

@@ -56,18 +56,19 @@ def trace_path(tmp_path) -> Path:
 
 
 def test_debugger_in_tmux(trace_path):
-    term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path)])
+    term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path),
+                 "--breakpoints", str(trace_path.with_name("breakpoints.json"))])
     try:
         term.wait_for("memory (58 slots)")
         term.send("End")
-        shown = term.wait_for("step 13/13")
+        shown = term.wait_for("step 14/14")
         assert "HALT" in shown and "123 + 456 = 609 (WRONG" in shown
         term.send("Home", "x")
         term.wait_for("Break when")
         term.send("Enter")  # the first condition: OEU output differs from expected
         term.wait_for("breakpoint #1")
         term.send("c")
-        shown = term.wait_for("step 5/13 | #1 OEU output differs from expected")
+        shown = term.wait_for("step 6/14 | #1 OEU output differs from expected")
         assert "ADD(2, 5) = 10" in shown and "expected 7  WRONG" in shown
         term.send("?")
         term.wait_for("LlamaCPU debugger: keys")
@@ -85,7 +86,8 @@ def test_debugger_in_tmux(trace_path):
 
 
 def test_small_terminal_in_tmux(trace_path):
-    term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path)], size=(70, 20))
+    term = Tmux([sys.executable, "-m", "llamacpu.cli", "debug", str(trace_path),
+                 "--breakpoints", str(trace_path.with_name("breakpoints.json"))], size=(70, 20))
     try:
         term.wait_for("Terminal too small: 70x20")
     finally:

@@ -73,4 +73,75 @@ def test_plot_command(trace, tmp_path, capsys):
     assert cli.main(["plot", str(tmp_path), "-o", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err
     assert err.strip().endswith("no metrics.jsonl (has this run trained yet?)")
-    assert cli.main(["plot", str(path), "-o", str(tmp_path / "c.svg")]) == 2
+    assert cli.main(["plot", str(path), "-o", str(tmp_path / "c.txt")]) == 2
+    assert ".png, .svg, .pdf" in capsys.readouterr().err
+
+
+def test_plot_writes_svg_and_pdf_beside_png(trace, tmp_path):
+    path = save_trace(trace, tmp_path / "t.pt")
+    _metrics(tmp_path / "run")
+    for target, name in ((path, "trace"), (tmp_path / "run", "curves")):
+        assert cli.main(["plot", str(target), "-o", str(tmp_path / f"{name}.svg")]) == 0
+        assert (tmp_path / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+        assert cli.main(["plot", str(target), "-o", str(tmp_path / f"{name}.pdf")]) == 0
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_plan_attention_is_coloured_to_its_own_range(trace):
+    fig = trace_figure(trace)
+    ax = next(a for a in fig.axes if a.get_title().startswith("plan:"))
+    peak = float(trace["plan"]["prompt_attn"].float().max())
+    assert peak < 0.9  # spread over the prompt: on a 0-1 scale it would look uniformly dark
+    assert ax.images[0].get_clim() == pytest.approx((0.0, peak), rel=1e-3)
+    assert any("scale 0-" in a.get_ylabel() for a in fig.axes)  # its colour bar says so
+
+
+def test_oeu_strip_has_a_y_axis_and_a_legend_off_the_markers(trace):
+    fig = trace_figure(trace)
+    renderer = _drawn(fig)
+    ax = next(a for a in fig.axes if a.get_title().startswith("OEU"))
+    assert ax.get_ylabel() == "probability"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "0.5", "1", "OEU"]
+    legend = ax.get_legend()
+    assert not _overlaps(legend.get_window_extent(renderer), ax.get_window_extent(renderer))
+
+
+def test_learning_curves_are_smoothed_told_apart_and_their_legends_cover_nothing(tmp_path):
+    from llamacpu.plots import read_metrics, run_figure
+
+    _metrics(tmp_path / "run")
+    records, _ = read_metrics(tmp_path / "run")
+    fig = run_figure(records, "curves")
+    renderer = _drawn(fig)
+    losses, accuracy = fig.axes[:2]
+    named = [line for line in losses.get_lines() if not line.get_label().startswith("_")]
+    assert {line.get_label() for line in named} == {"loss/plan", "loss/pc", "loss_total"}
+    assert len([line for line in losses.get_lines() if line.get_alpha() == 0.25]) == len(named)  # raw, faint
+    assert len({(line.get_color(), line.get_linestyle()) for line in named}) == len(named)
+    for ax in (losses, accuracy):
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not _overlaps(legend, ax.get_window_extent(renderer))
+        for text in ax.texts:  # the stage labels
+            assert text.get_text().startswith("stage") and not _overlaps(legend, text.get_window_extent(renderer))
+
+
+def test_smoothing_follows_the_trend_and_keeps_the_ends():
+    from llamacpu.plots import smooth
+
+    noisy = [1.0, 100.0, 1.0, 100.0, 1.0, 100.0, 1.0]
+    out = smooth(noisy, 3)
+    assert len(out) == len(noisy) and max(out) < 50 and min(out) > 2
+    assert smooth([0.0, 1.0, 0.0], 3) == pytest.approx([0.5, 1 / 3, 0.5])  # zeros: averaged plainly
+    assert smooth([3.0, 4.0], 5) == [3.0, 4.0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,13 +38,32 @@ def test_run_writes_a_trace(trace_file, run_dir):
     assert meta["run"] == "tiny" and meta["training_step"] == 120 and meta["checkpoint"] == "ckpt-0000120"
 
 
-def test_run_prints_answer_and_verdict(run_dir, tmp_path, capsys, monkeypatch):
+def test_run_prints_answer_and_verdict_and_writes_nothing(run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", "--run", str(run_dir), "7 + 5"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("7 + 5 = ") and ("right" in out or "wrong (expected 12)" in out)
+    assert "trace:" not in out
+    assert list(tmp_path.iterdir()) == [] and not (run_dir / "traces").exists()
+
+
+def test_run_adds_its_trace_to_a_store_when_asked(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--run", str(run_dir), "7 + 5", "--traces"]) == 0
     store = TraceStore(tmp_path / "traces" / "tiny")
-    assert store.count() == 1 and store.rows()[0].path.name in out
+    out = capsys.readouterr().out
+    assert store.count() == 1 and f"trace: traces/tiny/{store.rows()[0].path.name}" in out
+    assert cli.main(["run", "--run", str(run_dir), "7 + 5", "--traces", str(tmp_path / "mine")]) == 0
+    assert TraceStore(tmp_path / "mine").count() == 1
+
+
+def test_asm_writes_no_trace_unless_asked(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prog = tmp_path / "p.s"
+    prog.write_text("0001 OPDEF HALT\n0002 INST HALT\n")
+    assert cli.main(["asm", str(prog), "--run", str(run_dir)]) == 0
+    assert "trace:" not in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["p.s"]
 
 
 def test_disasm_default_plan_step_and_slots(trace_file, capsys):
@@ -61,7 +82,10 @@ def test_disasm_default_plan_step_and_slots(trace_file, capsys):
 
 def test_disasm_json(trace_file, capsys):
     assert cli.main(["disasm", str(trace_file), "--plan", "--json"]) == 0
-    slots = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    assert out["trace"] == str(trace_file) and out["problem"] == "123 + 456" and out["expected"] == 579
+    assert out["memory"] == "plan" and out["step"] is None and out["window"] == 58
+    slots = out["slots"]
     assert len(slots) == 58 and [s["address"] for s in slots[:3]] == [0, 1, 2]
     for s in slots:
         assert {"address", "type", "type_prob", "opcode", "pointers", "value", "value_prob"} <= set(s)
@@ -69,10 +93,54 @@ def test_disasm_json(trace_file, capsys):
             assert set(s["pointers"]) == {"op", "src1", "src2", "dst"}
 
 
+def test_disasm_json_names_its_step(trace_file, capsys):
+    assert cli.main(["disasm", str(trace_file), "--step", "3", "--slots", "20:22", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["memory"] == "step" and out["step"] == 3 and out["steps"] == load_trace(trace_file)["meta"]["steps"]
+    assert [s["address"] for s in out["slots"]] == [20, 21]
+
+
+def test_run_json(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--run", str(run_dir), "7 + 5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["problem"] == "7 + 5" and out["operands"] == [7, 5] and out["expected"] == 12
+    assert out["trace"] is None and out["run"] == "tiny" and out["training_step"] == 120
+    assert isinstance(out["correct"], bool) and (out["produced"] is None or isinstance(out["produced"], int))
+    assert cli.main(["run", "--run", str(run_dir), "7 + 5", "--json", "-o", "t.pt"]) == 0
+    assert json.loads(capsys.readouterr().out)["trace"] == "t.pt"
+
+
+def test_traces_json_and_piped_table(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for problem in ("1 + 2", "34 + 56"):
+        assert cli.main(["run", "--run", str(run_dir), problem, "--traces"]) == 0
+    capsys.readouterr()
+    assert cli.main(["traces", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total"] == out["shown"] == 2
+    assert {t["problem"]: t["expected"] for t in out["traces"]} == {"1 + 2": 3, "34 + 56": 90}
+    assert all(Path(t["path"]).is_file() and t["stage"] is None for t in out["traces"])
+    assert cli.main(["traces"]) == 0  # captured: not a terminal, as when piped
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "problem" in line)
+    assert "expected" in header and "stage" not in header and "probe" not in header
+    rows = [line for line in lines if "+" in line and "traces/tiny/" in line]
+    assert len(rows) == 2  # each trace on one line, its path whole
+    assert all(re.search(r"traces/tiny/\S+\.pt", line) for line in rows)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--version"])
+    assert exit.value.code == 0
+    assert re.fullmatch(r"llamacpu \S+.*\n", capsys.readouterr().out)
+
+
 def test_traces_lists_and_filters(run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for problem in ("1 + 2", "34 + 56"):
-        assert cli.main(["run", "--run", str(run_dir), problem]) == 0
+        assert cli.main(["run", "--run", str(run_dir), problem, "--traces"]) == 0
     capsys.readouterr()
     assert cli.main(["traces"]) == 0
     out = capsys.readouterr().out
@@ -163,7 +231,8 @@ def test_bad_arguments_one_line(trace_file, run_dir, tmp_path, capsys):
                  ["run", "--run", str(run_dir), "what is love"],
                  ["run", "--run", str(run_dir), "1234567890123456789012345 + 1"],
                  ["run", "--run", str(tmp_path / "nope"), "1 + 1"],
-                 ["asm", str(tmp_path / "nope.s"), "--run", str(run_dir)]):
+                 ["asm", str(tmp_path / "nope.s"), "--run", str(run_dir)],
+                 ["run", "--run", str(run_dir), "1 + 1", "-o", str(tmp_path)]):
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, argv

@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -15,6 +16,7 @@ from tui.export import export_png, export_text
 from tui.model import TraceView
 from tui.screens.debugger import DebuggerScreen, export_stem
 from tui.screens.store import StoreScreen
+from tui.saved import SavedBreakpoints
 from tui.screens.text import HelpScreen
 from tui.series import TrainingSeries, series_for
 from tui.widgets.attention import AttentionPane
@@ -23,8 +25,7 @@ from tui.widgets.memory import MemoryView
 
 # Every binding the debugger has, where it lives (for help, the palette and key remapping).
 BINDING_SOURCES: tuple[tuple[str, type], ...] = (
-    ("", DebuggerScreen), ("memory", MemoryView), ("heatmap", AttentionPane),
-    ("breakpoint list", BreakpointList), ("store", StoreScreen),
+    ("", DebuggerScreen), ("memory", MemoryView), ("breakpoint list", BreakpointList), ("store", StoreScreen),
 )
 
 
@@ -51,8 +52,10 @@ class DebuggerApp(App):
 
     def __init__(self, view: TraceView | None = None, store: Path | None = None,
                  rows: list[TraceRow] | None = None, keymap: dict[str, str] | None = None,
-                 export_dir: Path = Path(".")) -> None:
+                 export_dir: Path = Path("."), breakpoints_file: Path | None = None) -> None:
+        """``breakpoints_file``: where breakpoints persist per trace (None: not kept)."""
         super().__init__()
+        self.saved = SavedBreakpoints(breakpoints_file) if breakpoints_file is not None else None
         self.view = view
         self.store = store
         self.rows = rows or []
@@ -64,19 +67,36 @@ class DebuggerApp(App):
             self.set_keymap(self.user_keymap)
         if self.view is not None:
             series = series_for(self.view.path, self.view.meta) if self.view.path else None
-            self.push_screen(DebuggerScreen(self.view, series=series))
+            self.push_screen(DebuggerScreen(self.view, series=series, saved=self.saved))
         else:
             self.push_screen(StoreScreen(self.store, self.rows))
 
     # ---- traces ----
     def on_store_screen_chosen(self, event: StoreScreen.Chosen) -> None:
+        """Open the trace off the UI thread: a large one takes seconds, and the browser says so."""
+        if isinstance(self.screen, StoreScreen):
+            self.screen.opening(event.row)
+        self._open_from_store(event.row, event.rows)
+
+    @work(thread=True, exclusive=True, group="open-trace")
+    def _open_from_store(self, row: TraceRow, rows: list[TraceRow]) -> None:
         try:
-            view = TraceView.open(event.row.path)
+            view = TraceView.open(row.path)
+            series = series_for(row.path, view.meta, rows)
+            view.opening()  # its facts are swept here too, not on the first paint
         except TraceError as err:
-            self.notify(str(err), severity="error")
+            self.call_from_thread(self._opened, None, None, str(err))
             return
-        self.push_screen(DebuggerScreen(view, series=series_for(event.row.path, view.meta, event.rows),
-                                        from_store=True))
+        self.call_from_thread(self._opened, view, series, None)
+
+    def _opened(self, view: TraceView | None, series: TrainingSeries | None, error: str | None) -> None:
+        store = next((s for s in self.screen_stack if isinstance(s, StoreScreen)), None)
+        if store is not None:
+            store.opening(None)
+        if view is None:
+            self.notify(error or "the trace could not be opened", severity="error")
+            return
+        self.push_screen(DebuggerScreen(view, series=series, from_store=True, saved=self.saved))
 
     def open_in_series(self, screen: DebuggerScreen, series: TrainingSeries) -> None:
         """Replace the debugger screen by the same probe at another training step."""
@@ -87,7 +107,8 @@ class DebuggerApp(App):
             return
         before = screen.series.current.training_step if screen.series else None
         new = DebuggerScreen(view, position=min(screen.position, view.length - 1),
-                             breakpoints=screen.session.breakpoints, series=series, from_store=screen.from_store)
+                             breakpoints=screen.session.breakpoints, series=series, from_store=screen.from_store,
+                             saved=self.saved)
         self.switch_screen(new)
         new.call_after_refresh(new.status, f"training step {before} -> {series.current.training_step}: "
                                            f"{series.describe()}")

@@ -19,16 +19,18 @@ TOP = 3  # addresses listed per attention distribution
 def snapshot(view: TraceView, pos: int) -> dict[str, Any]:
     """Plain data of every pane at this position."""
     marks = view.marks(pos)
+    unlike = view.unlike_at(pos)
     phase, i = view.phase(pos)
     rows = []
     for addr in range(view.window):
         r = view.row(pos, addr)
         rows.append({"addr": addr, "type": r.type, "text": r.body, "confidence": round(r.confidence, 4),
                      "role": r.role, "pc": addr == marks.pc, "read": addr in marks.reads,
-                     "written": addr == marks.written, "changed": addr in marks.changed})
+                     "written": addr == marks.written, "changed": addr in marks.changed,
+                     "unlike_target": addr in unlike})
     out: dict[str, Any] = {
         "trace": str(view.path) if view.path else None, "title": view.title, "position": pos,
-        "phase": phase, "step": i, "label": view.label(pos), "meta": _plain(view.meta), "memory": rows,
+        "phase": phase, "step": view.step_number(pos), "label": view.label(pos), "meta": _plain(view.meta), "memory": rows,
     }
     dists = view.distributions(pos)
     if dists is not None:
@@ -65,12 +67,12 @@ def render_text(data: dict[str, Any]) -> str:
     elif "prompt_attention" in data:
         tops = "  ".join(f"{piece!r}:{p:.2f}" for piece, p in data["prompt_attention"])
         lines.append(f"plan: slot compiled from prompt tokens {tops}")
-    lines += ["", "memory (> pc, r read, w written, * changed):"]
+    lines += ["", "memory (> pc, r read, w written, * changed, ! unlike the compiler's image):"]
     for r in data["memory"]:
-        if r["type"] == "EMPTY" and not r["role"] and not (r["written"] or r["changed"]):
+        if r["type"] == "EMPTY" and not r["role"] and not (r["written"] or r["changed"] or r["unlike_target"]):
             continue
         mark = (">" if r["pc"] else " ") + ("r" if r["read"] else " ") + ("w" if r["written"] else " ") + \
-               ("*" if r["changed"] else " ")
+               ("*" if r["changed"] else " ") + ("!" if r["unlike_target"] else " ")
         role = f"  ; {r['role']}" if r["role"] else ""
         lines.append(f"{mark} {r['addr']:04d}  {r['type']:<6} {r['text']:<32} {r['confidence']:.2f}{role}")
     return "\n".join(lines)

@@ -38,11 +38,12 @@ def export_png(view: TraceView, pos: int, path: Path, cmap: str = "viridis") -> 
     else:
         attn = view.trace["plan"].get("prompt_attn")
         if attn is not None:
-            im = axes[0].imshow(attn.float().numpy(), aspect="auto", cmap=cmap, vmin=0, vmax=1,
+            vmax = max(float(attn.float().max()), 1e-6) if attn.numel() else 1.0  # it peaks far below 1
+            im = axes[0].imshow(attn.float().numpy(), aspect="auto", cmap=cmap, vmin=0, vmax=vmax,
                                 interpolation="nearest")
             axes[0].set_xticks(range(len(view.prompt_pieces)), view.prompt_pieces)
             axes[0].axhline(i, color="white", lw=0.8)
-            fig.colorbar(im, ax=axes[0], label="attention")
+            fig.colorbar(im, ax=axes[0], label=f"attention (scale 0-{vmax:.2f}, the largest value)")
         axes[0].set_title(f"plan: prompt attention per planned slot ({view.label(pos)})")
         axes[0].set_ylabel("plan step")
     if view.n_exec:
@@ -51,11 +52,11 @@ def export_png(view: TraceView, pos: int, path: Path, cmap: str = "viridis") -> 
         hi = min(lo + MAX_STEPS, view.n_exec)
         block = view.steps_view(0, range(lo, hi), range(0, view.window))
         im = axes[1].imshow(block, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest",
-                            extent=(lo - 0.5, hi - 0.5, view.window - 0.5, -0.5))
+                            extent=(lo + 0.5, hi + 0.5, view.window - 0.5, -0.5))  # step numbers 1..T
         if phase == "exec":
-            axes[1].axvline(t, color="white", lw=0.8)
+            axes[1].axvline(t + 1, color="white", lw=0.8)
         left_out = view.n_exec - (hi - lo)
-        axes[1].set_title("PC over addresses x steps" + (f" (steps {lo}-{hi - 1}; {left_out} left out)" if left_out else ""))
+        axes[1].set_title("PC over addresses x steps" + (f" (steps {lo + 1}-{hi}; {left_out} left out)" if left_out else ""))
         axes[1].set_xlabel("execute step")
         axes[1].set_ylabel("address")
         fig.colorbar(im, ax=axes[1], label="probability")

@@ -3,6 +3,11 @@
 Positions run over one timeline: plan steps ``0..S-1`` (plan step s writes slot ``plan.addr[s]``),
 then execute steps ``S..S+T-1``. At a plan position memory holds the slots planned so far; at an
 execute position it is memory *after* that step, so the slot just written shows its new value.
+
+Step numbers, as every command and the docs give them: execute steps are numbered ``1..T``, step
+``k`` being the k-th cycle, and "memory at step k" is memory after it (``exec.memory[k]``); step 0
+is the memory execution starts from (``llamacpu disasm --step 0``), before any cycle. Inside this
+module ``t = k - 1`` indexes the per-step arrays (``phase`` returns it).
 Slots are decoded through :meth:`llamacpu.isa.ISA.decode`, only when a row is shown.
 """
 
@@ -152,9 +157,15 @@ class TraceView:
         phase, i = self.phase(pos)
         if phase == "plan":
             return f"plan {i}/{self.n_plan - 1}"
-        return f"step {i}/{self.n_exec - 1}"
+        return f"step {i + 1}/{self.n_exec}"
+
+    def step_number(self, pos: int) -> int:
+        """The number users see: plan step s, or execute step k = t + 1."""
+        phase, i = self.phase(pos)
+        return i if phase == "plan" else i + 1
 
     def position_of_step(self, t: int) -> int:
+        """The position of the execute step at array index t (step number t + 1)."""
         return self.n_plan + t
 
     @property
@@ -390,12 +401,13 @@ class TraceView:
         return [str(p) for p in self.trace.get("prompt_pieces", [])]
 
     @cached_property
-    def plan_exact(self) -> int | None:
-        """How many planned slots read differently from the plan's target (None: no target)."""
+    def plan_differs(self) -> np.ndarray | None:
+        """Per plan step, does the planned slot read differently from the compiler's target:
+        bool [S] (None: the trace has no target)."""
         target = self.trace["plan"].get("target")
         if target is None:
             return None
-        differ = 0
+        differs = np.zeros(self.n_plan, dtype=bool)
         for s in range(self.n_plan):
             got, want = self.isa.decode(self.plan_slots[s]), self.isa.decode(target[s])
             same = got.type_id == want.type_id
@@ -404,8 +416,67 @@ class TraceView:
             for g, w in zip(got.pointers, want.pointers):
                 if w is not None:
                     same &= g is not None and g[0] == w[0]
-            differ += not same
-        return differ
+            differs[s] = not same
+        return differs
+
+    @property
+    def plan_exact(self) -> int | None:
+        """How many planned slots read differently from the plan's target (None: no target)."""
+        differs = self.plan_differs
+        return None if differs is None else int(differs.sum())
+
+    def plan_unlike_target(self) -> np.ndarray:
+        """Plan steps that write a slot unlike the compiler's image: bool [S + T]."""
+        return self._timeline(plan=self.plan_differs if self.plan_differs is not None else None)
+
+    @cached_property
+    def unlike_target(self) -> frozenset[int]:
+        """Addresses whose planned slot reads unlike the compiler's image."""
+        if self.plan_differs is None:
+            return frozenset()
+        return frozenset(int(a) for a in self.plan_addr[self.plan_differs])
+
+    def unlike_at(self, pos: int) -> frozenset[int]:
+        """Slots marked as unlike the compiler's at this position: those planned so far."""
+        phase, i = self.phase(pos)
+        if phase == "exec" or not self.unlike_target:
+            return self.unlike_target
+        return frozenset(int(self.plan_addr[s]) for s in np.flatnonzero(self.plan_differs) if s <= i)
+
+    def next_unlike(self, pos: int) -> tuple[int, int, int] | None:
+        """The next plan step after ``pos`` (wrapping round) writing a slot unlike the compiler's:
+        ``(position, its index among them from 1, how many)``, or None when none does."""
+        if self.plan_differs is None or not self.plan_differs.any():
+            return None
+        steps = np.flatnonzero(self.plan_differs)
+        later = steps[steps > pos]
+        s = int(later[0] if later.size else steps[0])
+        return s, int(np.searchsorted(steps, s)) + 1, int(steps.size)
+
+    def pc_missed(self) -> np.ndarray:
+        """Execute steps whose PC is not the compiler's (where it is known): bool [S + T]."""
+        target = self.exec["pc_target"].long().numpy()
+        return self._timeline(execute=(target >= 0) & (self.pc_addr != target))
+
+    def opening(self) -> tuple[int, str]:
+        """Where the debugger opens, and why: for a wrong answer, the first position that went
+        wrong (a planned slot unlike the compiler's, a PC off the program, an OEU result unlike
+        the ISA's); otherwise the first execute step, the compiled image on screen."""
+        if not self.n_exec:
+            return 0, "the trace has no execute steps"
+        if not self.meta.get("correct", True):
+            wrong = self.oeu_wrong() | self.pc_missed()
+            if self.plan_differs is not None:
+                wrong[: self.n_plan] |= self.plan_differs
+            if wrong.any():
+                pos = int(np.argmax(wrong))
+                if pos < self.n_plan:
+                    why = "slot unlike the compiler's"
+                else:
+                    why = " and ".join(text for mask, text in ((self.pc_missed(), "PC off the program"),
+                                                               (self.oeu_wrong(), "OEU wrong")) if mask[pos])
+                return pos, f"the first that went wrong: {why}"
+        return self.n_plan, "the first execute step"
 
     # ---- facts over the whole timeline, for breakpoints: bool [S + T] ----
     def _timeline(self, plan: np.ndarray | None = None, execute: np.ndarray | None = None) -> np.ndarray:

@@ -31,6 +31,7 @@ class Facts(Protocol):
     def high_entropy(self, above: float) -> np.ndarray: ...
     def pc_not_instruction(self) -> np.ndarray: ...
     def halting(self) -> np.ndarray: ...
+    def plan_unlike_target(self) -> np.ndarray: ...
 
 
 class Kind(str, Enum):
@@ -41,6 +42,7 @@ class Kind(str, Enum):
     ENTROPY = "entropy"  # PC or pointer attention entropy above x bits
     PC_NOT_INST = "pc-not-inst"  # the PC is on a slot that does not decode as an instruction
     HALT = "halt"  # the halt probability passes 0.5
+    PLAN_DIFFERS = "plan-differs"  # a plan step writes a slot unlike the compiler's image
 
     @property
     def needs_addr(self) -> bool:
@@ -57,6 +59,7 @@ CONDITIONS: dict[Kind, str] = {
     Kind.ENTROPY: "pointer attention entropy above x bits",
     Kind.PC_NOT_INST: "PC on a slot that is not an instruction",
     Kind.HALT: "halt",
+    Kind.PLAN_DIFFERS: "planned slot unlike the compiler's image",
 }
 
 
@@ -83,6 +86,19 @@ class Breakpoint:
     @property
     def key(self) -> tuple[Kind, int | None, float | None]:
         return (self.kind, self.addr, self.threshold)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind.value, "addr": self.addr, "threshold": self.threshold, "enabled": self.enabled}
+
+    @classmethod
+    def from_dict(cls, bp_id: int, raw: dict[str, object]) -> "Breakpoint":
+        """One saved breakpoint; ValueError, KeyError or TypeError when it is not one."""
+        kind = Kind(raw["kind"])
+        addr = raw.get("addr")
+        threshold = raw.get("threshold")
+        if kind.needs_addr != isinstance(addr, int) or kind.needs_threshold != isinstance(threshold, (int, float)):
+            raise ValueError(f"a {kind.value} breakpoint with addr {addr!r} and threshold {threshold!r}")
+        return cls(bp_id, kind, addr, None if threshold is None else float(threshold), bool(raw.get("enabled", True)))
 
 
 @dataclass(frozen=True)
@@ -183,6 +199,8 @@ class DebugSession:
                 cached = f.high_entropy(bp.threshold)
             elif k is Kind.PC_NOT_INST:
                 cached = f.pc_not_instruction()
+            elif k is Kind.PLAN_DIFFERS:
+                cached = f.plan_unlike_target()
             else:
                 cached = f.halting()
             self._masks[bp.key] = cached
@@ -239,7 +257,8 @@ class DebugSession:
         return Stop(self.position, "breakpoint", self.hits(self.position))
 
     def parse_position(self, text: str) -> int:
-        """'12' execute step 12, 'p3' plan step 3, '+5' / '-5' relative, '$' the last step."""
+        """'12' execute step 12 (steps are 1..T), 'p3' plan step 3, '+5' / '-5' relative, '$' the
+        last step."""
         text = text.strip().lower()
         n_plan, n_exec = self.facts.n_plan, self.facts.n_exec
         if text in ("$", "end", "last"):
@@ -253,8 +272,11 @@ class DebugSession:
                 raise PositionError(f"plan step {s} is past the plan (0..{n_plan - 1})")
             return s
         if m := re.fullmatch(r"(?:s|step|e)?\s*(\d+)", text):
-            t = int(m.group(1))
-            if t >= n_exec:
-                raise PositionError(f"step {t} is past the run (0..{n_exec - 1})")
-            return n_plan + t
+            k = int(m.group(1))
+            if k == 0:
+                raise PositionError(f"step 0 is the memory before the first step (llamacpu disasm TRACE --step 0); "
+                                    f"the debugger's steps are 1..{n_exec}, after the plan p0..p{n_plan - 1}")
+            if k > n_exec:
+                raise PositionError(f"step {k} is past the run (1..{n_exec})")
+            return n_plan + k - 1
         raise PositionError(f"not a step: {text!r} (try 12, p3, +5, -5 or $)")

@@ -16,6 +16,7 @@ from tui.model import TraceView
 from tui.screens.plan import PlanScreen
 from tui.screens.prompt import AskScreen, ConditionScreen
 from tui.screens.text import TextScreen
+from tui.saved import SavedBreakpoints
 from tui.series import TrainingSeries
 from tui.session import Breakpoint, DebugSession, Kind, PositionError, Stop
 from tui.widgets.attention import AttentionPane
@@ -25,44 +26,65 @@ from tui.widgets.oeu import OEUPane
 from tui.widgets.timeline import Timeline
 
 MIN_SIZE = (80, 24)  # columns, rows: below this the panes do not fit
+SIDE_MIN = 20  # columns the attention, OEU and breakpoint panes keep beside the memory pane
 
 
 class DebuggerScreen(Screen):
     """One trace under the debugger. ``position`` flows down to every pane (data binding)."""
 
+    # The footer shows the keys of a first session, help (?) all of them: at 80 columns more
+    # would be cut off mid-word.
     BINDINGS = [
+        Binding("question_mark", "app.help", "help", id="help"),
+        Binding("q", "app.quit", "quit", id="quit"),
         Binding("n,right", "step", "step", id="step", priority=True),
         Binding("p,left", "back", "back", id="back", priority=True),
         Binding("c", "cont", "continue", id="continue"),
         Binding("r", "reverse", "reverse", id="reverse"),
-        Binding("home", "first", "first", id="first", priority=True),
-        Binding("end", "last", "last", id="last", priority=True),
+        Binding("home", "first", "first", id="first", priority=True, show=False),
+        Binding("end", "last", "last", id="last", priority=True, show=False),
         Binding("g", "goto", "go to", id="goto"),
         Binding("b", "break_here", "break", id="break"),
         Binding("w", "watch", "watch", id="watch"),
         Binding("x", "condition", "condition", id="condition"),
         Binding("slash", "search", "search", id="search"),
-        Binding("l", "listing", "listing", id="listing"),
-        Binding("a", "plan", "plan", id="plan"),
-        Binding("left_square_bracket", "train(-1)", "prev train", id="train.prev"),
-        Binding("right_square_bracket", "train(1)", "next train", id="train.next"),
-        Binding("e", "export", "export", id="export"),
-        Binding("s", "store", "store", id="store"),
-        Binding("question_mark", "app.help", "help", id="help"),
-        Binding("q", "app.quit", "quit", id="quit"),
+        Binding("d", "next_unlike", "next unlike compiler", id="plan.differs"),
+        Binding("l", "listing", "listing", id="listing", show=False),
+        Binding("a", "plan", "plan", id="plan", show=False),
+        Binding("left_square_bracket", "train(-1)", "prev train", id="train.prev", show=False),
+        Binding("right_square_bracket", "train(1)", "next train", id="train.next", show=False),
+        Binding("e", "export", "export", id="export", show=False),
+        Binding("s", "store", "store", id="store", show=False),
+        Binding("m", "heatmap('next_dist')", "heatmap pointer", id="attention.pointer", show=False),
+        Binding("comma", "heatmap('scroll_addr(-1)')", "heatmap left", id="attention.left", show=False),
+        Binding("full_stop", "heatmap('scroll_addr(1)')", "heatmap right", id="attention.right", show=False),
+        Binding("v", "heatmap('toggle_cmap')", "heatmap colours", id="attention.cmap", show=False),
     ]
 
     # The panes bound to these repaint themselves; repainting the screen would redraw everything.
     position = reactive(0, repaint=False)
     revision = reactive(0, repaint=False)
 
-    def __init__(self, view: TraceView, position: int = 0, breakpoints: list[Breakpoint] | None = None,
-                 series: TrainingSeries | None = None, from_store: bool = False) -> None:
+    def __init__(self, view: TraceView, position: int | None = None, breakpoints: list[Breakpoint] | None = None,
+                 series: TrainingSeries | None = None, from_store: bool = False,
+                 saved: SavedBreakpoints | None = None) -> None:
+        """``position`` None: where :meth:`TraceView.opening` says there is something to see.
+        ``saved``: where this trace's breakpoints are kept between sessions (None: nowhere);
+        they are restored unless ``breakpoints`` are given."""
         super().__init__()
         self.view = view
         self.session = DebugSession(view)
+        self.saved = saved if view.path is not None else None
+        self.restored = 0  # breakpoints restored from an earlier session
         if breakpoints:
             self.session.adopt(breakpoints)
+        elif self.saved is not None:
+            self.session.adopt(self.saved.load(view.path))
+            self.restored = len(self.session.breakpoints)
+        self.opened_because = ""
+        if position is None:
+            position, why = view.opening()
+            self.opened_because = f"{view.label(position)}, {why} (home: the plan)"
         self.session.goto(position)
         self.series = series
         self.from_store = from_store
@@ -95,8 +117,18 @@ class DebuggerScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(MemoryView).focus()
         self.query_one(BreakpointList).watch_revision()
-        if self.series:
-            self.status(self.series.describe())
+        restored = f"{self.restored} breakpoints restored from the last session" if self.restored else ""
+        problem = self.saved.problem if self.saved else None
+        parts = (self.series.describe() if self.series else "", self.opened_because, restored, problem or "")
+        self.status(" | ".join(p for p in parts if p))
+
+    def watch_revision(self) -> None:
+        """Breakpoints changed: keep them for the next session on this trace."""
+        if self.saved is not None:
+            try:
+                self.saved.save(self.view.path, self.session.breakpoints)
+            except OSError as err:
+                self.status(f"breakpoints not saved: {err}")
 
     def _title(self) -> str:
         exact = self.view.plan_exact
@@ -136,6 +168,9 @@ class DebuggerScreen(Screen):
         self._check_size(*self.app.size)
 
     def _check_size(self, w: int, h: int) -> None:
+        # The memory pane takes what its rows need, the heatmaps the rest (no blank columns).
+        memory = self.query_one(MemoryView)
+        memory.styles.width = max(min(memory.content_width, w - SIDE_MIN), MIN_SIZE[0] - SIDE_MIN)
         small = w < MIN_SIZE[0] or h < MIN_SIZE[1]
         self.set_class(small, "too-small")
         if small:
@@ -202,6 +237,25 @@ class DebuggerScreen(Screen):
         matches = "1 slot matches" if count == 1 else f"{count} slots match"
         self.status(f"{addr:04d} {row.type} {row.body}{role}   ({matches} {text!r}; / enter: the next)")
 
+    def action_next_unlike(self) -> None:
+        """Go to the next plan step that wrote a slot unlike the compiler's image (marked !)."""
+        if self.view.plan_differs is None:
+            self.status("this trace has no compiler's image to compare the plan with")
+            return
+        found = self.view.next_unlike(self.position)
+        if found is None:
+            self.status("every planned slot reads as the compiler's image")
+            return
+        pos, index, count = found
+        self._moved(self.session.goto(pos))
+        addr = int(self.view.plan_addr[pos])
+        self.query_one(MemoryView).select(addr)
+        got = self.view.row(pos, addr)
+        want = self.view.decode_at(self.view.trace["plan"]["target"], pos)
+        role = f" ({got.role})" if got.role else ""
+        self.status(f"{addr:04d}{role} planned {got.type} {got.body}, the compiler's {want.type} {want.body}   "
+                    f"({index} of {count}; d: the next)")
+
     # ---- breakpoints ----
     def action_break_here(self) -> None:
         """Toggle a breakpoint on the selected address (stop when the PC reaches it)."""
@@ -251,6 +305,10 @@ class DebuggerScreen(Screen):
             self.app.pop_screen()
         else:
             self.status("opened from a file: no store browser (llamacpu debug STORE opens one)")
+
+    async def action_heatmap(self, action: str) -> None:
+        """A heatmap key (m , . v), whichever pane has focus."""
+        await self.query_one(AttentionPane).run_action(action)
 
     def action_export(self) -> None:
         """Export the screen (SVG), the heatmaps (PNG) and the disassembly (text)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -20,9 +21,10 @@ class StoreScreen(Screen):
     """Traces of a store, newest training step first; enter opens one."""
 
     BINDINGS = [
-        Binding("q", "app.quit", "quit", id="store.quit"),
+        Binding("q", "quit", "quit (twice)", id="store.quit"),
         Binding("question_mark", "app.help", "help", id="store.help"),
     ]
+    QUIT_WINDOW = 2.0  # seconds in which a second q quits
 
     class Chosen(Message):
         def __init__(self, row: TraceRow, rows: list[TraceRow]) -> None:
@@ -35,10 +37,30 @@ class StoreScreen(Screen):
         self.root = root
         self.all_rows = rows
         self.shown: list[TraceRow] = []
+        self._quit_asked = -1e9  # monotonic time of the last q
+
+    def action_quit(self) -> None:
+        """q twice quits: the browser is the root of the session, a stray q should not end it."""
+        now = time.monotonic()
+        if now - self._quit_asked < self.QUIT_WINDOW:
+            self.app.exit()
+            return
+        self._quit_asked = now
+        self.notify("press q again to quit", timeout=self.QUIT_WINDOW)
+
+    def opening(self, row: TraceRow | None) -> None:
+        """Show that a trace is being opened (None: done)."""
+        table = self.query_one(DataTable)
+        table.loading = row is not None
+        title = self.query_one(".screen-title", Static)
+        title.update(f"opening {row.path.name} ..." if row is not None else self._title())
+
+    def _title(self) -> str:
+        return f"trace store {self.root.name}: {len(self.all_rows)} traces (enter opens one)"
 
     def compose(self) -> ComposeResult:
         rows = self.all_rows
-        yield Static(f"trace store {self.root.name}: {len(rows)} traces (enter opens one)", classes="screen-title")
+        yield Static(self._title(), classes="screen-title")
         with Horizontal(id="filters"):
             yield Select([("right", "right"), ("wrong", "wrong")], prompt="result: any", id="f-result")
             yield Select([(f"{d} digits", d) for d in sorted({r.digits for r in rows})], prompt="size: any", id="f-digits")

@@ -39,17 +39,20 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         text = Text()
         text.append("LlamaCPU debugger: keys\n\n", "bold")
+        width = max((len(key) for _, key, _ in self.rows), default=0) + 3  # a gap after the longest
         for where, key, description in self.rows:
-            text.append(f"{key:<16}", "bold")
+            text.append(f"{key:<{width}}", "bold")
             text.append(f"{description}")
             text.append(f"   ({where})\n" if where else "\n", "dim")
         text.append("\n: or ctrl+p opens the command palette: every action by name.\n")
-        text.append("Positions: plan steps p0.., then execute steps 0..; g accepts 12, p3, +5, -5, $.\n")
-        text.append("Memory marks: > pc, r read, w written, * changed, B breakpoint, W watch;\n")
+        text.append("Positions: plan steps p0.., then execute steps 1..T (step k: memory after the\n")
+        text.append("k-th cycle, as disasm --step k); g accepts 12, p3, +5, -5, $.\n")
+        text.append("Memory marks: > pc, r read, w written, * changed, ! unlike the compiler's image,\n")
+        text.append("B breakpoint, W watch; d goes to the next slot marked !.\n")
         text.append("a reading in doubt shows its probability: DATA 3?0.61; EMPTY slots are dimmed.\n")
         text.append("/ searches slots after the selected one: an address (31), a type (INST) or\n")
         text.append("whole words of a row (ADD, carry[1], DATA 11); / then enter: the next match.\n")
-        text.append("Heatmaps: viridis, or cividis (v in the heatmap pane); the cell's character\n")
+        text.append("Heatmaps: viridis, or cividis (v, whichever pane has focus); the cell's character\n")
         text.append("grows with the probability too.\n")
         with VerticalScroll(classes="dialog help"):
             yield Static(text)

@@ -9,7 +9,6 @@ from functools import lru_cache
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding
 from textual.geometry import Region
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -50,12 +49,7 @@ class AttentionPane(Widget, can_focus=True):
     Drawn with the Line API from segments: thousands of coloured cells per step stay cheap.
     """
 
-    BINDINGS = [
-        Binding("m", "next_dist", "heatmap pointer", id="attention.pointer"),
-        Binding("comma", "scroll_addr(-1)", "heatmap left", id="attention.left"),
-        Binding("full_stop", "scroll_addr(1)", "heatmap right", id="attention.right"),
-        Binding("v", "toggle_cmap", "heatmap colours", id="attention.cmap"),
-    ]
+    # Its keys (m , . v) are the debugger screen's, so they work whichever pane has focus.
 
     position = reactive(0)
     dist = reactive(0)  # which distribution the addresses x steps view shows
@@ -95,7 +89,10 @@ class AttentionPane(Widget, can_focus=True):
     watch_dist = watch_step_first = watch_run_first = watch_cmap = _invalidate
 
     def on_resize(self) -> None:
-        self._lines = self._strips = None
+        """Refit both windows to the new size at once (the paint at the new size may have
+        used lines built for the old one)."""
+        self.watch_position()
+        self.refresh()
 
     def action_next_dist(self) -> None:
         """Cycle the distribution the addresses x steps view shows (pc, op, src1, src2, dst)."""
@@ -158,7 +155,7 @@ class AttentionPane(Widget, can_focus=True):
         a_hi = min(a_lo + self.run_rows, view.window)
         block = view.steps_view(self.dist, range(s_lo, s_hi), range(a_lo, a_hi))  # (addrs, steps)
         name = DISTRIBUTIONS[self.dist]
-        lines = [[Segment(f"{name} x steps {s_lo}-{s_hi - 1}/{view.n_exec}: {self._window_note(a_lo, a_hi)}", DIM)]]
+        lines = [[Segment(f"{name} x steps {s_lo + 1}-{s_hi}/{view.n_exec}: {self._window_note(a_lo, a_hi)}", DIM)]]
         marker = [" "] * (s_hi - s_lo)
         if phase == "exec":
             marker[t - s_lo] = "v"

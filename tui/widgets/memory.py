@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
@@ -15,7 +17,11 @@ from llamacpu.isa import EMPTY
 from tui.model import Marks, TraceView
 from tui.session import DebugSession, Kind
 
-LEGEND = "> pc  r read  w written  * changed  B break  W watch"
+LEGEND = "> pc  r read  w written  * changed  ! unlike compiler  B break  W watch"
+FIXED = 8 + 5 + 8  # marks and breakpoint flags, address, type: the columns before the reading
+CONFIDENCE = 5  # " 1.00"
+MAX_BODY = 34  # a reading longer than this is cut
+CHROME = 4  # border and vertical scrollbar
 
 
 class MemoryView(ScrollView, can_focus=True):
@@ -52,11 +58,36 @@ class MemoryView(ScrollView, can_focus=True):
         self._base, self._width = Style(), 1  # set at each paint
         self._parts: dict[str, Style] = {}
 
-    def watch_position(self, old: int, new: int) -> None:
-        marks = self.view.marks(new)
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._reveal_position)  # sized only after the first layout
+
+    @cached_property
+    def body_width(self) -> int:
+        """The reading column: as wide as the longest reading of the compiled image and of the
+        final memory (instructions are the longest, and steps rarely change them), at most MAX_BODY."""
+        view = self.view
+        ends = {max(view.n_plan - 1, 0), view.length - 1}
+        return min(max((len(view.row(p, a).body) for p in ends for a in range(view.window)), default=1), MAX_BODY)
+
+    @cached_property
+    def role_width(self) -> int:
+        return max((len(f" ; {r}") for r in self.view.roles.values()), default=0)
+
+    @property
+    def content_width(self) -> int:
+        """Columns that show every part of every row, chrome included: the pane's natural width."""
+        return FIXED + self.body_width + CONFIDENCE + self.role_width + CHROME
+
+    def _reveal_position(self) -> None:
+        """Scroll the current instruction (or the slot just planned) into view."""
+        marks = self.view.marks(self.position)
         target = marks.pc if marks.pc is not None else marks.written
         if target is not None:
             self._reveal(target)  # scrolling repaints every row
+
+    def watch_position(self, old: int, new: int) -> None:
+        self._reveal_position()
+        marks = self.view.marks(new)
         changed = self.view.rows_changed(old, new)
         if changed is None:
             self.refresh()
@@ -136,6 +167,7 @@ class MemoryView(ScrollView, can_focus=True):
             + ("r" if addr in marks.reads else " ")
             + ("w" if addr == marks.written else " ")
             + ("*" if addr in marks.changed else " ")
+            + ("!" if addr in view.unlike_at(pos) else " ")
         )
         bps = ("B" if self.session.find(Kind.ADDRESS, addr) else " ") + ("W" if self.session.find(Kind.WATCH, addr) else " ")
         style, parts = self._base, self._parts
@@ -153,8 +185,13 @@ class MemoryView(ScrollView, can_focus=True):
             style += parts["cursor"]
         conf_style = style + parts["doubt"] if row.confidence < 0.9 else style
         role = f" ; {row.role}" if row.role else ""
+        # Readings line up in one column. Where the pane is too narrow for that column and the
+        # roles, rows with a role pad less (to one narrower column) so that confidences and
+        # roles still show; rows without one (instructions) keep the full column.
+        room = width - FIXED - CONFIDENCE - (self.role_width if role else 0)
+        pad = max(min(self.body_width, room), len(row.body))
         segments = [
-            Segment(f"{flags}{bps} {addr:04d} {row.type:<7} {row.body:<34.34}", style),
+            Segment(f"{flags}{bps} {addr:04d} {row.type:<7} {row.body:<{pad}.{MAX_BODY}}", style),
             Segment(f" {row.confidence:4.2f}", conf_style),
             Segment(role, style + parts["role"]),
         ]

@@ -40,12 +40,12 @@ class Timeline(Widget):
         for i, p in enumerate(range(lo, hi)):
             phase, k = view.phase(p)
             style = "reverse bold" if p == pos else ("bold yellow" if hits[i] else ("red" if wrong[i] else ""))
-            head.append(f"{('p' if phase == 'plan' else 's') + str(k):<{CELL}}"[:CELL], style)
+            head.append(f"{('p' if phase == 'plan' else 's') + str(view.step_number(p)):<{CELL}}"[:CELL], style)
             if phase == "plan":
                 body = f"@{int(view.plan_addr[k]):03d}" if view.plan_addr[k] < 1000 else "@..."
             else:
                 body = "HALT" if halting[i] else f"{int(view.pc_addr[k]):04d}"
             pcs.append(f"{body:<{CELL}}", style + (" dim" if phase == "plan" and p != pos else ""))
-        note = Text(f"{view.label(pos)}   plan 0-{view.n_plan - 1}, steps 0-{max(view.n_exec - 1, 0)}; "
+        note = Text(f"{view.label(pos)}   plan 0-{view.n_plan - 1}, steps 1-{view.n_exec}; "
                     f"showing {lo}-{hi - 1} of {n} positions", "dim")
         return Text("\n", no_wrap=True, overflow="crop").join([note, head, pcs])  # three fixed lines: no wrapping
