@@ -114,13 +114,15 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
     not one, text that is not a problem, a problem larger than the run's memory."""
     from llamacpu.run_folder import read_config_json
 
+    from llamacpu.problems import parse_problem
+
     layout = read_config_json(args.run).get("layout", {})
     _check_output(args)
+    a, b = parse_problem(args.task, args.problem)  # before torch: a typo is answered at once
     from llamacpu.isa import ISA, SlotLayout
     from llamacpu.tasks import get_task
 
     task = get_task(args.task)
-    a, b = task.parse(args.problem)
     try:
         isa = ISA(SlotLayout(**layout))
     except TypeError as err:

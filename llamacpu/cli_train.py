@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # command runs: they import torch, which --help and a typo should not wait for.
 PRESET_NAMES = "tiny, smollm2"
 COMPUTE_DTYPE_NAMES = ("auto", "bfloat16", "float32")
-TASK_NAMES = ("add", "programs")
+from llamacpu.problems import TASK_NAMES  # noqa: E402  (torch-free)
 TASK_HELP = "add (addition in words) or programs (random programs of the ISA: the CPU alone, no plan phase)"
 
 

@@ -178,3 +178,35 @@ def test_eval_programs_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["task"] == "programs" and [r["digits"] for r in out["results"]] == [4, 12]
     assert all(r["trials"] == 10 and r["accuracy"] == 1.0 for r in out["results"])
+
+
+def test_the_debugger_lays_the_neural_run_beside_the_reference_by_path(cpu, tmp_path):
+    """The first machine (tests/fixtures/tiny-add4) leaves a loop's path; the general CPU does
+    not. The debugger's model says where, shows each jump's condition and verdict, and the
+    breakpoint condition "departs from the reference" stops at the departure."""
+    from llamacpu.trace import save_trace
+    from tui.model import TraceView
+    from tui.session import DebugSession, Kind
+
+    fixture, _, _ = load_machine(Path(__file__).parent / "fixtures" / "tiny-add4")
+    program = (EXAMPLES[0].parent / "countdown.s").read_text()
+    views = {}
+    for name, machine in (("general", cpu), ("first", fixture)):
+        path = save_trace(run_program(machine, parse(program, machine.isa)), tmp_path / f"{name}.pt")
+        views[name] = TraceView.open(path)
+    good, bad = views["general"], views["first"]
+    assert good.departure is None and not good.departs_from_reference().any()
+    first = good.control(good.position_of_step(0))
+    assert (first.jump, first.condition, first.taken, first.target, first.ref_pc) == ("JZ", 5, False, 19, 11)
+    loop_back = good.control(good.position_of_step(3))
+    assert (loop_back.jump, loop_back.taken, loop_back.next_pc, loop_back.ref_taken) == ("JMP", True, 11, True)
+
+    t = bad.departure
+    assert t is not None
+    assert bad.control(bad.position_of_step(t)).departed == t + 1
+    if t > 0:
+        assert bad.control(bad.position_of_step(t - 1)).departed is None
+    session = DebugSession(bad)
+    session.add(Kind.DEPARTS)
+    session.first()
+    assert session.cont().position == bad.position_of_step(t)

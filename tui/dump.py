@@ -43,6 +43,7 @@ def snapshot(view: TraceView, pos: int) -> dict[str, Any]:
         oeu = view.oeu(pos)
         out["oeu"] = {**oeu.__dict__, "right": oeu.right}
         out["pc_target"] = view.pc_target(pos)
+        out["control"] = dict(view.control(pos).__dict__)
     else:
         attn = view.prompt_attention(i)
         pieces = view.prompt_pieces
@@ -60,6 +61,15 @@ def render_text(data: dict[str, Any]) -> str:
         expected = "?" if o["expected"] is None else o["expected"]
         lines.append(f"OEU  {o['op']}({o['a']}, {o['b']}) = {o['out']} p={o['out_prob']:.2f}  "
                      f"expected {expected}  {verdict}  gate {o['gate']:.2f}  halt {o['halt']:.2f}")
+        c = data["control"]
+        if c["jump"] is not None:
+            cond = "" if c["condition"] is None else f" on {c['condition']}"
+            lines.append(f"jump {c['jump']}{cond}: {'taken' if c['taken'] else 'not taken'} (to {c['target']:04d})")
+        if c["departed"] is not None:
+            lines.append(f"off the reference path since step {c['departed']}")
+        elif c["ref_pc"] is not None:
+            lines.append(f"reference PC {c['ref_pc']:04d}" + ("" if c["ref_taken"] is None else
+                                                              (", taken" if c["ref_taken"] else ", not taken")))
         lines.append("attention (top addresses, entropy):")
         for name, a in data["attention"].items():
             tops = "  ".join(f"{addr:04d}:{p:.2f}" for addr, p in a["top"])

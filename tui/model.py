@@ -55,6 +55,25 @@ class Marks:
 
 
 @dataclass(frozen=True)
+class ControlView:
+    """Control flow at one execute step, beside the reference interpreter's run of the program.
+
+    Runs are compared by path: up to the first step where the neural PC leaves the reference's,
+    step k of one is step k of the other; after it the two runs are different programs' worth
+    of steps, and only the departure is reported.
+    """
+
+    jump: str | None  # the opcode when this step runs a jump (JMP, JZ, JNZ), else None
+    condition: int | None  # the value the jump read (src1), None for JMP
+    taken: bool | None  # the OEU's verdict: result 1 = taken
+    target: int | None  # where dst points
+    next_pc: int | None  # the PC the control unit chose for the next step (None: last step)
+    ref_pc: int | None  # the reference's PC at this step (None: past its run or off its path)
+    ref_taken: bool | None  # did the reference take its jump at this step
+    departed: int | None  # the step number where the run left the reference's path (None: never so far)
+
+
+@dataclass(frozen=True)
 class OEUView:
     """The operator execution unit at one execute step."""
 
@@ -380,6 +399,57 @@ class TraceView:
                        int(self.oeu_pred[t]), float(out.max()), expected if expected >= 0 else None,
                        float(self.gate[t]), float(self.halt[t]))
 
+    @cached_property
+    def reference(self) -> dict[str, Any]:
+        """The reference interpreter's run of this trace's program: the trace's own ``reference``
+        record, or (traces recorded before it existed) the interpreter run now on the program
+        image, the compiler's target where the trace has one, else the image it started from."""
+        ref = self.trace.get("reference")
+        if ref is not None:
+            return ref
+        from llamacpu import interpreter
+        from llamacpu.trace import reference_record
+
+        target = self.trace["plan"].get("target")
+        image = target if target is not None else self.memory_before(self.n_plan)
+        symbols = _symbols(self.isa, image)
+        return reference_record(interpreter.run(symbols, self.isa.layout.n_values, max(4 * self.n_exec, 64)))
+
+    @cached_property
+    def departure(self) -> int | None:
+        """Array index t of the first execute step whose PC is not the reference's, or None."""
+        ref = list(self.reference["pc"])
+        for t in range(self.n_exec):
+            if t >= len(ref) or int(self.pc_addr[t]) != ref[t]:
+                return t
+        return None
+
+    def control(self, pos: int) -> ControlView | None:
+        phase, t = self.phase(pos)
+        if phase == "plan":
+            return None
+        oeu = self.oeu(pos)
+        jump = oeu.op if oeu is not None and oeu.op in ("JMP", "JZ", "JNZ") else None
+        target = int(self.ptr_addr[t, 3]) if jump else None
+        ref = self.reference
+        gone = self.departure is not None and t > self.departure
+        on_ref = t < len(ref["pc"]) and not gone
+        return ControlView(
+            jump=jump, condition=None if jump in (None, "JMP") else oeu.a,
+            taken=None if jump is None else oeu.out == 1, target=target,
+            next_pc=int(self.pc_addr[t + 1]) if t + 1 < self.n_exec else None,
+            ref_pc=int(ref["pc"][t]) if on_ref else None,
+            ref_taken=bool(ref["taken"][t]) if on_ref and ref["op"][t] in ("JMP", "JZ", "JNZ") else None,
+            departed=None if self.departure is None or t < self.departure else self.departure + 1,
+        )
+
+    def departs_from_reference(self) -> np.ndarray:
+        """The execute step where the PC leaves the reference run's path: bool [S + T]."""
+        execute = np.zeros(self.n_exec, dtype=bool)
+        if self.departure is not None:
+            execute[self.departure] = True
+        return self._timeline(execute=execute)
+
     def step_entropy(self, pos: int) -> np.ndarray | None:
         """Entropy in bits of PC, op, src1, src2, dst at this step: [5]."""
         d = self.distributions(pos)
@@ -552,3 +622,17 @@ class TraceView:
         mask[:, 5] = self.gate > 0.5
         confidence = np.where(mask, conf, 1.0).min(-1)
         return {"used": used, "pc_type": pc_type, "confidence": confidence}
+
+
+def _symbols(isa: ISA, image: torch.Tensor) -> Any:
+    """A (soft) image [W, D] read hard, as the interpreter's symbols."""
+    from llamacpu import interpreter
+    from llamacpu.isa import DATA, REG
+
+    types, pointers, contents = [], [], []
+    for slot in image.float():
+        d = isa.decode(slot)
+        types.append(d.type_id)
+        pointers.append([None if p is None else p[0] for p in d.pointers])
+        contents.append(d.content if d.type_id in (DATA, OPDEF, REG) else None)
+    return interpreter.Image(types, pointers, contents)

@@ -32,6 +32,7 @@ class Facts(Protocol):
     def pc_not_instruction(self) -> np.ndarray: ...
     def halting(self) -> np.ndarray: ...
     def plan_unlike_target(self) -> np.ndarray: ...
+    def departs_from_reference(self) -> np.ndarray: ...
 
 
 class Kind(str, Enum):
@@ -43,6 +44,7 @@ class Kind(str, Enum):
     PC_NOT_INST = "pc-not-inst"  # the PC is on a slot that does not decode as an instruction
     HALT = "halt"  # the halt probability passes 0.5
     PLAN_DIFFERS = "plan-differs"  # a plan step writes a slot unlike the compiler's image
+    DEPARTS = "departs"  # the PC leaves the reference interpreter's path
 
     @property
     def needs_addr(self) -> bool:
@@ -60,6 +62,7 @@ CONDITIONS: dict[Kind, str] = {
     Kind.PC_NOT_INST: "PC on a slot that is not an instruction",
     Kind.HALT: "halt",
     Kind.PLAN_DIFFERS: "planned slot unlike the compiler's image",
+    Kind.DEPARTS: "PC departs from the reference run's path",
 }
 
 
@@ -201,6 +204,8 @@ class DebugSession:
                 cached = f.pc_not_instruction()
             elif k is Kind.PLAN_DIFFERS:
                 cached = f.plan_unlike_target()
+            elif k is Kind.DEPARTS:
+                cached = f.departs_from_reference()
             else:
                 cached = f.halting()
             self._masks[bp.key] = cached

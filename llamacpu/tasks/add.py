@@ -23,14 +23,12 @@ absolute: the controller's pointer heads can express both (see controller.py).
 
 from __future__ import annotations
 
-from llamacpu.errors import LlamaCPUError
-
 import random
-import re
 
 import torch
 
 from llamacpu.isa import DATA, EMPTY, INST, OP, OPDEF, REG, ISA
+from llamacpu.problems import ProblemError, parse_addition
 from llamacpu.tasks.base import IGNORE, Program, held_out, labelled
 
 HEADER = 20
@@ -38,13 +36,6 @@ BLOCK = 10
 BASE_ADDR = 14
 C_IN, A, B, T1, T2, R, I_ADD1, I_ADD2, I_MOD, I_DIV = range(BLOCK)
 TAIL = I_ADD2 + 1  # the tail page is used up to its HALT (COPY at I_ADD1, HALT at I_ADD2)
-
-_PROBLEM = re.compile(r"^\s*(?:calculate\s+|what\s+is\s+)?(\d+)\s*\+\s*(\d+)\s*(?:=\s*)?\??\s*$", re.IGNORECASE)
-
-
-class ProblemError(LlamaCPUError):
-    """Text that is not a problem this task can compile."""
-
 
 def opdef_addr(op_name: str) -> int:
     return 1 + OP[op_name]
@@ -82,10 +73,7 @@ class AdditionTask:
         return (n_slots - HEADER - TAIL) // BLOCK
 
     def parse(self, text: str) -> tuple[int, int]:
-        match = _PROBLEM.match(text)
-        if not match:
-            raise ProblemError(f"not an addition problem: {text!r} (expected e.g. \"123 + 456\")")
-        return int(match.group(1)), int(match.group(2))
+        return parse_addition(text)
 
     @staticmethod
     def prompt(a: int, b: int) -> str:

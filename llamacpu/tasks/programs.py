@@ -28,6 +28,7 @@ import torch
 from llamacpu.errors import LlamaCPUError
 from llamacpu.interpreter import Image, run
 from llamacpu.isa import DATA, EMPTY, INST, ISA, OP, OPCODES, OPDEF, REG
+from llamacpu.problems import parse_problem
 from llamacpu.tasks.base import IGNORE, Program, held_out
 
 ARITH = ("ADD", "SUB", "MUL", "DIV", "MOD", "COPY", "LT", "EQ")
@@ -273,8 +274,7 @@ class ProgramsTask:
         return held_out(f"programs:{problem[0]}:{problem[1]}")
 
     def parse(self, text: str) -> tuple[int, int]:
-        raise ProgramError("the programs task takes no problems in words: write a program and run it "
-                           "with `llamacpu asm PROGRAM.s`")
+        return parse_problem(self.name, text)  # says: no problems in words
 
     def build(self, problem: tuple[int, int], isa: ISA) -> Program:
         """The program named (length, seed), laid out and labelled by the interpreter."""

@@ -1,4 +1,6 @@
-"""The OEU pane: operator, decoded arguments, output, expected, right or wrong.
+"""The OEU pane: operator, decoded arguments, output, expected, right or wrong; then control
+flow: a jump's condition and whether it was taken, and the reference interpreter's path beside
+the neural one (by path: once the PC leaves the reference's, the pane says since which step).
 
 At a plan position it shows what the plan step wrote instead: the planned slot beside its target.
 """
@@ -39,12 +41,15 @@ class OEUPane(Widget):
         else:
             out.append(f"{oeu.expected}  ")
             out.append("right" if oeu.right else "WRONG", "bold green" if oeu.right else "bold red")
-        out.append(f"\ngate {oeu.gate:.2f}  halt {oeu.halt:.2f}")
+        out.append(f"  gate {oeu.gate:.2f}  halt {oeu.halt:.2f}")
         marks = view.marks(pos)
         target = view.pc_target(pos)
         out.append(f"\nPC {marks.pc:04d}")
         if target is not None:
             out.append(f" (target {target:04d}{'' if target == marks.pc else ' MISSED'})")
+        flow = view.control(pos)
+        if flow is not None:
+            out.append_text(_control_text(flow))
         return out
 
     def _plan_text(self) -> Text:
@@ -68,6 +73,24 @@ class OEUPane(Widget):
             piece = pieces[best] if best < len(pieces) else str(best)
             out.append(f"\ncompiled from {piece!r} ({attn[best]:.2f})")
         return out
+
+
+def _control_text(flow) -> Text:
+    """The PC line's tail (the reference's PC here) and, at a jump, its condition and verdict."""
+    out = Text()
+    if flow.departed is not None:
+        out.append(f"  off the reference path since step {flow.departed}", "bold red")
+    elif flow.ref_pc is not None:
+        out.append(f"  reference {flow.ref_pc:04d}", "dim")
+    if flow.jump is not None:
+        cond = "" if flow.condition is None else f" on {flow.condition}"
+        out.append(f"\n{flow.jump}{cond}: ")
+        out.append("taken" if flow.taken else "not taken", "bold")
+        if flow.target is not None:
+            out.append(f" (to {flow.target:04d})")
+        if flow.ref_taken is not None and flow.departed is None:
+            out.append(f"  reference: {'taken' if flow.ref_taken else 'not taken'}", "dim")
+    return out
 
 
 def _certain(text: str) -> str:
