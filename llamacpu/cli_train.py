@@ -337,7 +337,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     sizes = parse_digits(args.digits or ("4,8,12,16,24,48,96" if task.name == "programs" else "1,2,3,4"))
     too_big = [d for d in sizes if task.slots_needed(d) > config.layout.n_slots]
     if too_big:
-        raise LlamaCPUError(f"{too_big[0]}-digit {task.name} needs {task.slots_needed(too_big[0])} slots; this "
+        what = (f"a {too_big[0]}-instruction program" if task.name == "programs"
+                else f"{too_big[0]}-digit {task.name}")
+        raise LlamaCPUError(f"{what} needs up to {task.slots_needed(too_big[0])} slots; this "
                             f"machine has {config.layout.n_slots}")
     _note_untrained_sizes(args.run, sizes)
     results = []
