@@ -195,6 +195,8 @@ def test_the_debugger_lays_the_neural_run_beside_the_reference_by_path(cpu, tmp_
         path = save_trace(run_program(machine, parse(program, machine.isa)), tmp_path / f"{name}.pt")
         views[name] = TraceView.open(path)
     good, bad = views["general"], views["first"]
+    assert good.title == "general.pt: asm program, 20 slots, matches the reference run"
+    assert bad.title.startswith("first.pt: asm program, 20 slots, DIFFERS from the reference run")
     assert good.departure is None and not good.departs_from_reference().any()
     first = good.control(good.position_of_step(0))
     assert (first.jump, first.condition, first.taken, first.target, first.ref_pc) == ("JZ", 5, False, 19, 11)

@@ -194,6 +194,9 @@ class TraceView:
         step = m.get("training_step")
         where = f" @ train step {step}" if step is not None else ""
         name = self.path.name if self.path else "trace"
+        if not m.get("prompt") and not m.get("answer_slots"):  # a program run from its image: no answer to show
+            said = "matches the reference run" if m.get("correct") else "DIFFERS from the reference run"
+            return f"{name}: {m.get('mode')} program, {m.get('window')} slots, {said}{where}"
         return f"{name}: {m.get('prompt')} = {m.get('produced')} ({verdict}, expected {m.get('expected')}){where}"
 
     # ---- memory ----
