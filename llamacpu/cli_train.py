@@ -327,7 +327,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run_folder.check_run(args.run)
 
     from llamacpu import checkpoint as ckpt
-    from llamacpu.evaluate import evaluate, results_json
+    from llamacpu.evaluate import bucket_order, evaluate, results_json
     from llamacpu.tasks import get_task
     from llamacpu.train import TrainConfig
 
@@ -366,7 +366,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         by = Table(title="the same programs by jumps taken (all lengths)")
         for col in ("jumps taken", "trials", "correct", "accuracy"):
             by.add_column(col, justify="right")
-        for bucket, (n, ok) in sorted(jumps.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+"))):
+        for bucket, (n, ok) in sorted(jumps.items(), key=lambda kv: bucket_order(kv[0])):
             by.add_row(bucket, str(n), str(ok), f"{ok / n:.1%}")
         Console().print(by)
     return 0

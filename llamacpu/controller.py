@@ -218,15 +218,17 @@ class PointerHead(nn.Module):
         self.relative = nn.Linear(d, 2 * max_offset + 1)
         self.mix = nn.Linear(d, 1)
 
-    def forward(self, h: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
-        """h: [B, M, d]; origin: [B, M, W] (where relative offsets count from) -> [B, M, W]."""
+    def forward(self, h: torch.Tensor, origin: torch.Tensor, with_mix: bool = False) -> Any:
+        """h: [B, M, d]; origin: [B, M, W] (where relative offsets count from) -> [B, M, W]
+        (with_mix: and the weight g [B, M, 1] of the absolute part)."""
         w = origin.shape[-1]
         p_abs = torch.softmax(self.absolute(h)[..., :w], dim=-1)
         p_rel = torch.softmax(self.relative(h), dim=-1)
         b, m = origin.shape[:2]
         shifted = shift_distribution(origin.reshape(b * m, w), p_rel.reshape(b * m, -1), self.max_offset)
         g = torch.sigmoid(self.mix(h))
-        return g * p_abs + (1 - g) * shifted.reshape(b, m, w)
+        p = g * p_abs + (1 - g) * shifted.reshape(b, m, w)
+        return (p, g) if with_mix else p
 
 
 @dataclass
@@ -393,10 +395,9 @@ class Controller(nn.Module):
         out = self._run(torch.cat([slots, query.unsqueeze(1)], dim=1), mask, past=DynamicCache(prompt_kv))
         h = out.last_hidden_state[:, -1].float()  # (B, d)
         if self.config.legacy_pc:
-            head = self.pc_head
-            g = torch.sigmoid(head.mix(h))  # (B, 1)
-            pc = head(h.unsqueeze(1), control.reg_ptr.unsqueeze(1)).squeeze(1)
-            return pc, torch.cat([g, 1 - g], dim=-1)
+            pc, g = self.pc_head(h.unsqueeze(1), control.reg_ptr.unsqueeze(1), with_mix=True)  # (B, 1, W), (B, 1, 1)
+            g = g.squeeze(1)
+            return pc.squeeze(1), torch.cat([g, 1 - g], dim=-1)
         return self.pc_head(h, control)
 
 

@@ -165,10 +165,15 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
     planned = getattr(task, "planned", True)
     return SizeResult(digits, n, correct, correct / n, halted, exact / n,
                       from_target / n if diagnostics and planned else None, failures,
-                      dict(sorted(by_jumps.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+")))))
+                      dict(sorted(by_jumps.items(), key=lambda kv: bucket_order(kv[0]))))
 
 
 JUMP_BUCKETS = ((0, 0), (1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9))
+
+
+def bucket_order(bucket: str) -> int:
+    """Where a :func:`jump_bucket` name sorts: by its lower bound."""
+    return int(bucket.split("-")[0].rstrip("+"))
 
 
 def jump_bucket(n: int) -> str:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llamacpu.isa import DATA, INST, OP, OPCODES, REG, SLOT_TYPES, WRITING_OPS, execute_op
+from llamacpu.isa import DATA, INST, OP, OPCODES, REG, SLOT_TYPES, execute_op
 
 JUMPS = frozenset(OP[n] for n in ("JMP", "JZ", "JNZ"))
 DEFAULT_MAX_STEPS = 10_000
@@ -160,4 +160,4 @@ def run(image: Image, n_values: int, max_steps: int = DEFAULT_MAX_STEPS) -> Run:
     return out
 
 
-__all__ = ["DEFAULT_MAX_STEPS", "Image", "JUMPS", "Run", "WRITING_OPS", "next_instruction", "run"]
+__all__ = ["DEFAULT_MAX_STEPS", "Image", "JUMPS", "Run", "next_instruction", "run"]

@@ -90,9 +90,6 @@ class HeldOut:
                                                 f"heldout-{self.config.seed}-{size}")
         return self.problems[size]
 
-    def contains(self, size: int, problem: tuple[int, ...]) -> bool:
-        return self.task.is_held_out(problem)
-
 
 def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: torch.Generator,
                  table_rows: int) -> dict[str, torch.Tensor]:

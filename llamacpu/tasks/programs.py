@@ -265,7 +265,7 @@ class ProgramsTask:
         return 1 + size + 5 + 2 * (size // self.config.loop_every + size // 3) + len(OPCODES) + 8 * self.config.gaps
 
     def max_digits(self, isa: ISA) -> int:
-        return len(STAGE_LENGTHS)
+        return self.max_stages()
 
     def sample(self, rng: random.Random, size: int) -> tuple[int, int]:
         return size, rng.getrandbits(48)
