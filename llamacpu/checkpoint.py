@@ -67,9 +67,12 @@ def build_machine(config: RunConfig, device: str = "cpu") -> Machine:
 
 
 def trainable_state(machine: Machine) -> dict[str, torch.Tensor]:
-    """Everything that training changes: all of a tiny machine; heads, encoders, OEU and LoRA
-    weights of a pretrained one (its frozen base comes from the preset)."""
-    names = {n for n, p in machine.named_parameters() if p.requires_grad}
+    """Everything a run owns: all of a tiny machine; heads, encoders, OEU and LoRA weights of a
+    pretrained one (its frozen base comes from the preset). Parameters that ``freeze`` keeps
+    fixed are the run's too: they came from ``init_from`` and are saved with the rest."""
+    pretrained = machine.controller.config.pretrained
+    names = {n for n, _ in machine.named_parameters()
+             if not pretrained or not n.startswith("controller.backbone.") or "lora_" in n}
     return {n: t.detach().contiguous().cpu() for n, t in machine.state_dict().items() if n in names}
 
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 # command runs: they import torch, which --help and a typo should not wait for.
 PRESET_NAMES = "tiny, smollm2"
 COMPUTE_DTYPE_NAMES = ("auto", "bfloat16", "float32")
+# Learning rates of a new run (docs/experiments.md, "Pretrained controllers", has the sweep behind them).
+DEFAULT_LR = 1e-3  # from scratch: every part of a tiny machine; heads, encoders and OEU beside a pretrained backbone
+DEFAULT_LORA_LR = 5e-4  # a pretrained backbone's LoRA adapters
 from llamacpu.problems import TASK_NAMES  # noqa: E402  (torch-free)
 TASK_HELP = "add (addition in words) or programs (random programs of the ISA: the CPU alone, no plan phase)"
 
@@ -41,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compute-dtype", choices=COMPUTE_DTYPE_NAMES, default=None,
                    help="4-bit layers' matmuls (default auto: bfloat16 where the GPU or CPU computes it natively, "
                    "else float32)")
+    p.add_argument("--autocast", choices=("auto", "bfloat16", "off"), default=None,
+                   help="a new run's backbone passes on CUDA in bf16 (default auto: pretrained backbones only)")
     p.add_argument("--task", default=None, metavar="TASK",
                    help=f"task to learn: {TASK_HELP} (default add)")
     p.add_argument("--max-digits", type=int, default=None,
@@ -51,7 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-status-register", action="store_true",
                    help="a new run's REG slot keeps no status flag (an ablation: jumps cannot see their condition)")
     p.add_argument("--batch-size", type=int, default=None, help="problems per step (default 32)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 tiny, 2e-4 pretrained)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"learning rate of what is trained from scratch: heads, encoders, the OEU, a tiny backbone "
+                   f"(default {DEFAULT_LR:g})")
+    p.add_argument("--lora-lr", type=float, default=None,
+                   help=f"learning rate of a pretrained backbone's LoRA adapters (default {DEFAULT_LORA_LR:g})")
     p.add_argument("--stage-steps", type=int, default=None, help="step budget of one stage (default 3000)")
     p.add_argument("--threshold", type=float, default=None, help="held-out accuracy that passes a stage (default 0.99)")
     p.add_argument("--eval-every", type=int, default=None, help="competence check every N steps (default 100)")
@@ -107,10 +116,10 @@ def _new_run_config(args: argparse.Namespace) -> RunConfig:
     modes = tuple(m for m in re.split(r"[,+\s]+", args.pc_modes) if m) if args.pc_modes else ("next", "jump")
     controller = ControllerConfig(preset=preset, load_in_4bit=args.load_in_4bit, seed=args.seed or 0,
                                   compute_dtype=args.compute_dtype or "auto", pc_modes=modes,
-                                  status_register=not args.no_status_register)
+                                  status_register=not args.no_status_register, autocast=args.autocast or "auto")
     layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
-    train = TrainConfig(lr=args.lr or (1e-3 if preset == "tiny" else 2e-4), seed=args.seed or 0,
-                        optimizer="adamw8bit" if args.load_in_4bit else "adamw")
+    train = TrainConfig(lr=args.lr or DEFAULT_LR, lora_lr=None if preset == "tiny" else args.lora_lr or DEFAULT_LORA_LR,
+                        seed=args.seed or 0, optimizer="adamw8bit" if args.load_in_4bit else "adamw")
     return ckpt.RunConfig(layout=layout, controller=controller, train=config_dict(train))
 
 
@@ -129,7 +138,7 @@ def check_controller_name(name: str | None, hub: bool) -> None:
                         "a model hub id needs --hub)")
 
 
-_OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr",
+_OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr", "lora_lr": "lora_lr",
               "stage_steps": "stage_steps", "threshold": "threshold", "eval_every": "eval_every",
               "quick_every": "quick_every", "checkpoint_every": "checkpoint_every"}
 
@@ -157,6 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             config.train["max_digits"] = get_task("programs").max_stages()
     if args.load_in_4bit and not config.controller.pretrained:
         raise LlamaCPUError("--load-in-4bit needs a pretrained controller (--cpu PATH_OR_HUB_ID)")
+    if args.lora_lr is not None and not config.controller.pretrained:
+        raise LlamaCPUError("--lora-lr applies to a pretrained controller's LoRA adapters; the tiny one has none")
     if args.compute_dtype and not (args.load_in_4bit or config.controller.load_in_4bit):
         raise LlamaCPUError("--compute-dtype applies to 4-bit layers: use it with --load-in-4bit")
     for arg, key in _OVERRIDES.items():

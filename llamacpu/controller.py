@@ -53,6 +53,7 @@ CHARS = " 0123456789+-*/=?.,abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PC_MODES = ("next", "jump", "absolute", "relative")
 LEGACY_PC_MODES = ("absolute", "relative")  # the first machine's PC head (runs made before pc_modes existed)
+AUTOCAST_MODES = ("auto", "bfloat16", "off")
 
 
 class ControllerError(LlamaCPUError):
@@ -74,9 +75,12 @@ class ControllerConfig:
     seed: int = 0  # initialization of everything trained from scratch
     pc_modes: tuple[str, ...] = ("next", "jump")  # the control unit's addressing modes (see ControlHead)
     status_register: bool = True  # REG keeps the last result (a jump's condition) for the next cycle
+    autocast: str = "auto"  # backbone passes on CUDA in bf16: "auto" (pretrained backbones only), "bfloat16", "off"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pc_modes", tuple(self.pc_modes))
+        if self.autocast not in AUTOCAST_MODES:
+            raise ControllerError(f"unknown autocast {self.autocast!r} (known: {', '.join(AUTOCAST_MODES)})")
         unknown = [m for m in self.pc_modes if m not in PC_MODES]
         if unknown or not self.pc_modes:
             raise ControllerError(f"unknown PC modes {unknown} (known: {', '.join(PC_MODES)})")
@@ -84,6 +88,12 @@ class ControllerConfig:
     @property
     def pretrained(self) -> bool:
         return self.preset != "tiny"
+
+    @property
+    def bf16_autocast(self) -> bool:
+        """Whether backbone passes on CUDA run under bf16 autocast: a pretrained backbone's matmuls
+        are most of a step; the tiny one's GPU steps are latency-bound, and it stays float32."""
+        return self.autocast == "bfloat16" or (self.autocast == "auto" and self.pretrained)
 
     @property
     def legacy_pc(self) -> bool:
@@ -337,14 +347,16 @@ class Controller(nn.Module):
         """One backbone pass over embeds [B, M, d] with the full mask [B, L + M]."""
         start = mask.shape[1] - embeds.shape[1]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
-        return self.backbone(
-            inputs_embeds=embeds.to(self.dtype),
-            attention_mask=mask,
-            position_ids=pos,
-            use_cache=past is not None,
-            output_attentions=attentions,
-            **{_cache_kwarg(type(self.backbone)): past},
-        )
+        bf16 = self.config.bf16_autocast and embeds.is_cuda
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            return self.backbone(
+                inputs_embeds=embeds.to(self.dtype),
+                attention_mask=mask,
+                position_ids=pos,
+                use_cache=past is not None,
+                output_attentions=attentions,
+                **{_cache_kwarg(type(self.backbone)): past},
+            )
 
     def plan(self, prompt: Prompt, window: int, attentions: bool = False) -> PlanHeads:
         """Compile: a prompt [B, L] -> heads for every slot of a window of W addresses.

@@ -12,15 +12,17 @@ PEFT's custom-module dispatch (``LoraConfig._register_custom_module``) so that o
 differs. Anything but plain LoRA with one active adapter, no dropout and matching dtypes (merged
 weights, disabled adapters, per-example adapters, DoRA and other variants, a bf16 base under
 float32 adapters) takes PEFT's own forward unchanged.
+
+bitsandbytes is imported only for 4-bit models (:func:`fused_4bit_class`): a full-precision
+preset such as ``smollm2`` runs where it is not installed.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-import bitsandbytes as bnb
 import torch
-from peft.tuners.lora import bnb as lora_bnb
 from peft.tuners.lora import layer as lora_layer
 from torch import nn
 from torch.nn import functional as F
@@ -60,11 +62,21 @@ class FusedLoraLinear(FusedLoraMixin, lora_layer.Linear):
     """LoRA over a full-precision ``nn.Linear``."""
 
 
-class FusedLoraLinear4bit(FusedLoraMixin, lora_bnb.Linear4bit):
-    """LoRA over a bitsandbytes NF4 layer (PEFT's own forward also clones the base output)."""
+@functools.cache
+def fused_4bit_class() -> type[nn.Module]:
+    """``FusedLoraLinear4bit``: LoRA over a bitsandbytes NF4 layer (PEFT's own forward also
+    clones the base output). Built on first use, so that bitsandbytes is imported only then."""
+    from peft.tuners.lora import bnb as lora_bnb
+
+    return type("FusedLoraLinear4bit", (FusedLoraMixin, lora_bnb.Linear4bit),
+                {"__doc__": "LoRA over a bitsandbytes NF4 layer, fused.", "__module__": __name__})
 
 
 def custom_modules(load_in_4bit: bool) -> dict[type[nn.Module], type[nn.Module]]:
     """The mapping for ``LoraConfig._register_custom_module``: base layer type -> fused layer.
     One entry: a 4-bit layer is also an ``nn.Linear``, so the other kind is left to PEFT."""
-    return {bnb.nn.Linear4bit: FusedLoraLinear4bit} if load_in_4bit else {nn.Linear: FusedLoraLinear}
+    if not load_in_4bit:
+        return {nn.Linear: FusedLoraLinear}
+    import bitsandbytes as bnb
+
+    return {bnb.nn.Linear4bit: fused_4bit_class()}

@@ -40,7 +40,8 @@ class TrainConfig:
     task: str = "add"
     max_digits: int = 4  # curriculum: stages 1..max_digits
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-3  # everything trained from scratch: heads, slot encoder, embeddings, a tiny backbone
+    lora_lr: float | None = None  # LoRA adapters of a pretrained backbone (None: the same group and rate as lr)
     betas: tuple[float, float] = (0.9, 0.98)  # a short second-moment memory: sizes change abruptly
     eps: float = 1e-6
     weight_decay: float = 0.0
@@ -67,6 +68,7 @@ class TrainConfig:
     init_from: str = ""  # a run folder whose weights start a new run (every tensor of matching name and shape)
     programs_mix: float = 0.0  # fraction of batches that are random programs (keeps a task's CPU general)
     mixed_lengths: bool = True  # addition: half the problems have operands of different lengths (False: never)
+    freeze: str = ""  # "execute": the execute phase's own modules stay as loaded; "cpu": so does all it reads (FREEZE)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
@@ -74,6 +76,47 @@ class TrainConfig:
         if "betas" in known:
             known["betas"] = tuple(known["betas"])
         return cls(**known)
+
+
+# What ``TrainConfig.freeze`` keeps fixed, by parameter-name prefix. "execute": the modules only
+# the execute phase uses (the control unit and the OEU); "cpu": also the backbone and the address
+# embeddings, everything an execute cycle reads except the prompt's place and number embeddings
+# (zero for a program given as an image), so a CPU loaded with ``init_from`` runs random
+# programs exactly as before while a task's compiler (the plan heads) learns on top of it.
+_EXECUTE_ONLY = ("controller.slot_encoder.", "controller.exec_query", "controller.op_emb.", "controller.flag_emb.",
+                 "controller.pc_head.", "oeu.")
+FREEZE: dict[str, tuple[str, ...]] = {
+    "": (),
+    "execute": _EXECUTE_ONLY,
+    "cpu": _EXECUTE_ONLY + ("controller.backbone.", "controller.page_emb.", "controller.offset_emb."),
+}
+
+
+def freeze_parameters(machine: Machine, what: str) -> list[str]:
+    """Turn off gradients of the parameters ``what`` names (a key of :data:`FREEZE`); returns their names."""
+    if what not in FREEZE:
+        raise ckpt.RunError(f"freeze={what!r} is not one of {', '.join(repr(k) for k in FREEZE)}")
+    frozen = [n for n, p in machine.named_parameters() if p.requires_grad and n.startswith(FREEZE[what])]
+    for name, param in machine.named_parameters():
+        if name in frozen:
+            param.requires_grad_(False)
+    return frozen
+
+
+def parameter_groups(machine: Machine, config: TrainConfig, oeu_lr_scale: float) -> list[dict[str, Any]]:
+    """The optimizer's groups: modules trained from scratch at ``lr``, the OEU at ``lr`` times its
+    scale, and (with ``lora_lr`` set) a pretrained backbone's LoRA adapters at ``lora_lr``."""
+    trainable = [(n, p) for n, p in machine.named_parameters() if p.requires_grad]
+    oeu = [p for n, p in trainable if n.startswith("oeu.")]
+    lora = [p for n, p in trainable if "lora_" in n] if config.lora_lr is not None else []
+    grouped = {id(p) for p in oeu + lora}
+    groups = [
+        {"params": [p for _, p in trainable if id(p) not in grouped], "name": "new"},
+        {"params": oeu, "lr": config.lr * oeu_lr_scale, "name": "oeu"},
+    ]
+    if lora:
+        groups.append({"params": lora, "lr": config.lora_lr, "name": "lora"})
+    return groups
 
 
 class HeldOut:
@@ -154,11 +197,8 @@ class Trainer:
         self.on_progress = on_progress or (lambda record: None)
         self.on_check = on_check
         self.on_step: Callable[["Trainer"], None] | None = None  # e.g. the probe recorder
-        oeu_ids = {id(p) for p in machine.oeu.parameters()}
-        params = [
-            {"params": [p for p in machine.parameters() if p.requires_grad and id(p) not in oeu_ids]},
-            {"params": list(machine.oeu.parameters()), "lr": config.lr * run_config.oeu.lr_scale},
-        ]
+        freeze_parameters(machine, config.freeze)
+        params = parameter_groups(machine, config, run_config.oeu.lr_scale)
         if config.optimizer == "adamw8bit":
             import bitsandbytes as bnb
 
@@ -250,7 +290,8 @@ class Trainer:
         losses = batch_losses(self.machine, batch, self.teacher_forcing(), self.generator, self.config.table_rows)
         total = sum(self.config.weights.get(k, 1.0) * v for k, v in losses.items())
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if total.requires_grad:  # with freeze="cpu" a batch of random programs trains nothing
+            total.backward()
         norm = torch.nn.utils.clip_grad_norm_([p for p in self.machine.parameters() if p.requires_grad],
                                               self.config.grad_clip)
         self.optimizer.step()

@@ -54,7 +54,7 @@ def test_fused_lora_matches_peft_forward_and_backward(tiny_llama: Path, load_in_
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     reference = build(tiny_llama, load_in_4bit, fused=False, monkeypatch=monkeypatch)
     fused = build(tiny_llama, load_in_4bit, fused=True, monkeypatch=monkeypatch)
-    expected = fused_lora.FusedLoraLinear4bit if load_in_4bit else fused_lora.FusedLoraLinear
+    expected = fused_lora.fused_4bit_class() if load_in_4bit else fused_lora.FusedLoraLinear
     assert not lora_layers(reference)
     assert len(lora_layers(fused)) == 2 * 7 and all(type(m) is expected for m in lora_layers(fused))
     ref_params, fused_params = dict(reference.named_parameters()), dict(fused.named_parameters())

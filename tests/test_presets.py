@@ -185,3 +185,84 @@ def test_4bit_layers_compute_in_the_asked_dtype(tmp_path: Path) -> None:
         controller = build_controller(config, ISA(LAYOUT))
         quantized = [m for m in controller.backbone.modules() if isinstance(m, bnb.nn.Linear4bit)]
         assert quantized and {m.compute_dtype for m in quantized} == {dtype}
+
+
+# ---- learning rates and a full-precision folder without bitsandbytes ----
+
+def test_lora_adapters_get_their_own_learning_rate(tmp_path: Path) -> None:
+    save_tiny_llama(tmp_path / "tiny-llama")
+    trainer = pretrained_trainer(tmp_path / "run", ControllerConfig(preset=str(tmp_path / "tiny-llama"), lora_r=4),
+                                 lora_lr=2e-4)
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert set(groups) == {"new", "oeu", "lora"}
+    named = {id(p): n for n, p in trainer.machine.named_parameters()}
+    assert {named[id(p)] for p in groups["lora"]["params"]} == set(lora_params(trainer.machine))
+    assert all("lora_" not in named[id(p)] for p in groups["new"]["params"])
+    assert all(named[id(p)].startswith("oeu.") for p in groups["oeu"]["params"])
+    assert any(named[id(p)] == "controller.pointer_heads.0.absolute.weight" for p in groups["new"]["params"])
+    trainer.train_step()  # past the warm-up's first step the rates keep their ratio
+    lrs = {name: g["lr"] for name, g in groups.items()}
+    assert lrs["lora"] / lrs["new"] == pytest.approx(2e-4 / 1e-3)
+    assert lrs["oeu"] / lrs["new"] == pytest.approx(trainer.run_config.oeu.lr_scale)
+
+
+def test_a_new_pretrained_run_defaults_to_two_learning_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from llamacpu import cli_train
+
+    save_tiny_llama(tmp_path / "tiny-llama")
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["train", "--run", "r", "--cpu", "tiny-llama", "--slots", "40", "--max-digits", "1",
+                     "--no-traces", "--quiet", "--max-steps", "1", "--batch-size", "2"])
+    assert code == 0, capsys.readouterr().err
+    train = ckpt.read_config(tmp_path / "r").train
+    assert (train["lr"], train["lora_lr"]) == (cli_train.DEFAULT_LR, cli_train.DEFAULT_LORA_LR)
+    capsys.readouterr()
+    code = cli.main(["train", "--run", "t", "--slots", "40", "--lora-lr", "1e-4", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--lora-lr applies to a pretrained controller" in err[0]
+
+
+def test_a_full_precision_folder_trains_where_bitsandbytes_is_missing(tmp_path: Path) -> None:
+    """Only --load-in-4bit needs bitsandbytes: a child process where importing it fails trains
+    a LoRA step on a full-precision Llama folder."""
+    import subprocess
+
+    save_tiny_llama(tmp_path / "tiny-llama")
+    script = (
+        "import sys; sys.modules['bitsandbytes'] = None\n"  # `import bitsandbytes` now raises ImportError
+        "from llamacpu import cli\n"
+        f"code = cli.main(['train', '--run', {str(tmp_path / 'r')!r}, '--cpu', {str(tmp_path / 'tiny-llama')!r}, "
+        "'--slots', '40', '--max-digits', '1', '--no-traces', '--quiet', '--max-steps', '2', '--batch-size', '2'])\n"
+        "assert 'bitsandbytes' not in sys.modules or sys.modules['bitsandbytes'] is None\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ckpt.latest_checkpoint(tmp_path / "r") is not None
+
+
+def test_bf16_autocast_is_for_pretrained_backbones_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    import llamacpu.controller as controller
+
+    assert ControllerConfig(preset="smollm2").bf16_autocast
+    assert not ControllerConfig().bf16_autocast  # the tiny backbone stays float32
+    assert ControllerConfig(autocast="bfloat16").bf16_autocast
+    assert not ControllerConfig(preset="smollm2", autocast="off").bf16_autocast
+    with pytest.raises(ControllerError, match="unknown autocast 'fp16'"):
+        ControllerConfig(autocast="fp16")
+
+    seen: list[tuple[str, bool]] = []
+
+    def recording_autocast(device_type: str, dtype: torch.dtype, enabled: bool) -> contextlib.nullcontext:
+        seen.append((device_type, enabled))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(controller.torch, "autocast", recording_autocast)
+    ctrl = build_controller(ControllerConfig(autocast="bfloat16", hidden=32, layers=1, heads=2, intermediate=64),
+                            ISA(LAYOUT))
+    ctrl.plan(ctrl.tokenizer.batch(["3 + 4"]), window=LAYOUT.n_slots)
+    assert seen == [("cuda", False)]  # asked for, but these tensors are on the CPU
