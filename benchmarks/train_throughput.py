@@ -111,8 +111,25 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+# Dense peak FLOP/s by device and matmul dtype, for model FLOP utilization (NVIDIA's data sheets;
+# float32 without TF32, torch's default for matmuls).
+PEAK_FLOPS = {"NVIDIA H200": {"bfloat16": 989e12, "float32": 67e12},
+              "NVIDIA H100 80GB HBM3": {"bfloat16": 989e12, "float32": 67e12}}
+
+
+def step_flops(trainer: Any) -> float:
+    """FLOPs of one training step as torch's FlopCounterMode counts them (matmuls and attention,
+    forward and backward; bitsandbytes' 4-bit matmuls are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.train_step()
+    return float(counter.get_total_flops())
+
+
 def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, threads: int,
-            device: str, folder_4bit: str | None, compute: str = "auto") -> dict[str, Any]:
+            device: str, folder_4bit: str | None, compute: str = "auto", autocast: str = "auto") -> dict[str, Any]:
     """One (controller, digits) row; runs in its own process."""
     import torch
 
@@ -121,13 +138,15 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
     from llamacpu.train import Trainer, TrainConfig, config_dict
 
     torch.set_num_threads(threads)
+    from llamacpu.cli_train import DEFAULT_LORA_LR, DEFAULT_LR
+
     if controller == "tiny":
-        cc, train = ControllerConfig(), TrainConfig(lr=1e-3)
+        cc, train = ControllerConfig(autocast=autocast), TrainConfig(lr=DEFAULT_LR)
     elif controller == "smollm2":
-        cc, train = ControllerConfig(preset="smollm2"), TrainConfig(lr=2e-4)
+        cc, train = ControllerConfig(preset="smollm2", autocast=autocast), TrainConfig(lr=DEFAULT_LR, lora_lr=DEFAULT_LORA_LR)
     else:
-        cc = ControllerConfig(preset=folder_4bit, load_in_4bit=True, compute_dtype=compute)
-        train = TrainConfig(lr=2e-4, optimizer="adamw8bit")
+        cc = ControllerConfig(preset=folder_4bit, load_in_4bit=True, compute_dtype=compute, autocast=autocast)
+        train = TrainConfig(lr=DEFAULT_LR, lora_lr=DEFAULT_LORA_LR, optimizer="adamw8bit")
     # Every batch of the stage size (no replay): the row's digit count is the batch's.
     train.batch_size, train.max_digits, train.replay, train.device = batch, digits, 0.0, device
     config = ckpt.RunConfig(controller=cc, train=config_dict(train))
@@ -159,9 +178,16 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
                 losses.append(stats["loss_total"])
         train_rss = _rss_mib("VmHWM") if reset else None
         load_after = load_average()
+        flops = step_flops(trainer)
     s_step = statistics.median(times)
     s_episode = s_step / batch
+    cuda_name = torch.cuda.get_device_name() if cuda else None
+    bf16 = cuda and (cc.bf16_autocast or (cc.load_in_4bit and "bfloat16" in dtypes))
+    peak = PEAK_FLOPS.get(cuda_name or "", {}).get("bfloat16" if bf16 else "float32")
     return {
+        "device_name": cuda_name or _cpu_model(), "autocast_bf16": bool(cc.bf16_autocast and cuda),
+        "flops_per_step": flops, "achieved_tflops": flops / s_step / 1e12,
+        "peak_tflops": peak / 1e12 if peak else None, "mfu": flops / s_step / peak if peak else None,
         "controller": controller, "preset": "smollm2 (4-bit NF4 folder)" if controller == "smollm2-4bit" else cc.preset,
         "load_in_4bit": cc.load_in_4bit, "compute_dtype_4bit": ",".join(sorted(dtypes)) or None,
         "optimizer": train.optimizer, "batch_size": batch, "digits": digits,
@@ -202,6 +228,19 @@ def load_average() -> list[float] | None:
         return None
 
 
+def git_commit() -> str:
+    """The checkout's commit: ``LLAMACPU_COMMIT`` where the tree has no .git (the GPU machine's copy)."""
+    import subprocess
+
+    if os.environ.get("LLAMACPU_COMMIT"):
+        return os.environ["LLAMACPU_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def _mib(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} MiB"
 
@@ -211,13 +250,14 @@ def table(rows: list[dict[str, Any]], title: str) -> Any:
 
     t = Table(title=title)
     for name in ("controller", "batch", "digits", "median s/step", "min s/step", "episodes/s", "s/episode",
-                 "vs 7.5 s/ep", "peak RSS", "train RSS"):
+                 "vs 7.5 s/ep", "TFLOP/s", "MFU", "peak RSS", "train RSS"):
         t.add_column(name, justify="left" if name == "controller" else "right")
     for r in rows:
         ok = r["speedup_vs_reference"] >= TARGET_SPEEDUP
         t.add_row(r["controller"], str(r["batch_size"]), str(r["digits"]), f"{r['s_per_step']:.3f}",
                   f"{r['s_per_step_min']:.3f}", f"{r['episodes_per_s']:.2f}", f"{r['s_per_episode']:.4f}",
-                  f"[{'green' if ok else 'red'}]{r['speedup_vs_reference']:.1f}x[/]",
+                  f"[{'green' if ok else 'red'}]{r['speedup_vs_reference']:.1f}x[/]", f"{r['achieved_tflops']:.2f}",
+                  "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %",
                   _mib(r["peak_rss_mib"]), _mib(r["train_peak_rss_mib"]))
     return t
 
@@ -239,6 +279,8 @@ def main() -> None:
                     "4-bit path (reused if present; default a temporary folder)")
     ap.add_argument("--compute-dtype", default="auto", choices=("auto", "bfloat16", "float32"),
                     help="the 4-bit layers' compute dtype (default auto: bfloat16 only where native)")
+    ap.add_argument("--autocast", default="auto", choices=("auto", "bfloat16", "off"),
+                    help="bf16 autocast of backbone passes on CUDA (default auto: pretrained backbones only)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
 
@@ -276,7 +318,7 @@ def main() -> None:
                 what = f"{c}: batch {batch[c]}, {d} digit(s), {warmup[c]} warm-up + {steps[c]} timed steps"
                 with console.status(what):
                     row = run_isolated(measure, c, batch[c], d, steps[c], warmup[c], threads, args.device, str(folder),
-                                       args.compute_dtype)
+                                       args.compute_dtype, args.autocast)
                 rows.append(row)
                 console.log(f"{c} {d}d: {row['s_per_step']:.3f} s/step (min {row['s_per_step_min']:.3f}, "
                             f"max {row['s_per_step_max']:.3f}), {row['episodes_per_s']:.2f} episodes/s, "
@@ -291,6 +333,8 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         result = {
             "benchmark": "train_throughput", "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "device_name": rows[0]["device_name"] if rows else None, "date": time.strftime("%Y-%m-%d"),
+            "commit": git_commit(),
             "device": args.device, "threads": threads, "cpu_count": os.cpu_count(), "cpu": _cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
             "python": platform.python_version(),
