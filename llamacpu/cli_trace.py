@@ -114,7 +114,7 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
     not one, text that is not a problem, a problem larger than the run's memory."""
     from llamacpu.run_folder import read_config_json
 
-    from llamacpu.problems import parse_problem
+    from llamacpu.problems import addition_prompt, parse_problem
 
     layout = read_config_json(args.run).get("layout", {})
     _check_output(args)
@@ -127,7 +127,7 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
         isa = ISA(SlotLayout(**layout))
     except TypeError as err:
         raise UsageError(f"{args.run}/config.json: unusable layout ({err})") from None
-    return task, task.compile(a, b, isa)
+    return task, task.compile(a, b, isa, prompt=addition_prompt(args.problem))  # words run as typed
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a new run's backbone passes on CUDA in bf16 (default auto: pretrained backbones only)")
     p.add_argument("--task", default=None, metavar="TASK",
                    help=f"task to learn: {TASK_HELP} (default add)")
+    p.add_argument("--phrasings", choices=("symbols", "trained"), default=None,
+                   help="addition's prompts: symbols only (\"123 + 456\", the default) or the trained set of "
+                   "phrasings in words too (\"add 456 to 123\", ...; llamacpu/phrasings.py)")
     p.add_argument("--max-digits", type=int, default=None,
                    help="last curriculum stage (default 4; programs: 6, programs of up to 24 instructions)")
     p.add_argument("--pc-modes", default=None, metavar="MODES",
@@ -89,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--task", default=None, choices=TASK_NAMES, help="task to evaluate (default: the run's)")
     e.add_argument("--digits", default=None, help="sizes, comma separated: digits, or instructions for programs "
                    "(default 1,2,3,4; programs: 4,8,12,16,24,48,96)")
+    e.add_argument("--phrasings", choices=("symbols", "trained", "held-out"), default=None,
+                   help="addition's prompts: symbols, the trained phrasings, or the held-out phrasings no run "
+                   "trains on (default: the run's own)")
     e.add_argument("--trials", type=int, default=500, help="problems per size (default 500)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation problems")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -138,7 +144,7 @@ def check_controller_name(name: str | None, hub: bool) -> None:
                         "a model hub id needs --hub)")
 
 
-_OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr", "lora_lr": "lora_lr",
+_OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr", "lora_lr": "lora_lr", "phrasings": "phrasings",
               "stage_steps": "stage_steps", "threshold": "threshold", "eval_every": "eval_every",
               "quick_every": "quick_every", "checkpoint_every": "checkpoint_every"}
 
@@ -345,6 +351,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     machine, config, latest = ckpt.load_machine(args.run, pick_device(args.device))
     train_cfg = TrainConfig.from_dict(config.train)
     task = get_task(args.task or train_cfg.task)
+    phrasings = args.phrasings or train_cfg.phrasings
+    if hasattr(task, "phrasings"):
+        from llamacpu.phrasings import phrasing_set
+
+        task.phrasings = phrasing_set(phrasings)
+    elif args.phrasings:
+        raise LlamaCPUError(f"--phrasings applies to addition, not to {task.name}")
     sizes = parse_digits(args.digits or ("4,8,12,16,24,48,96" if task.name == "programs" else "1,2,3,4"))
     too_big = [d for d in sizes if task.slots_needed(d) > config.layout.n_slots]
     if too_big:
@@ -357,7 +370,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for d in sizes:  # held-out problems only (a hash of each problem decides), distinct, up to --trials
         results.append(evaluate(machine, task, d, args.trials, seed=f"eval-{args.seed}-{d}"))
     if args.json:
-        print(json.dumps(results_json(task.name, results)))
+        out = results_json(task.name, results)
+        if hasattr(task, "phrasings"):
+            out["phrasings"] = phrasings
+        print(json.dumps(out))
         return 0
     table = Table(title=f"{args.run}: free-running accuracy ({'step ' + latest.name[5:] if latest else 'untrained'})")
     planned = getattr(task, "planned", True)  # random programs have no plan: nothing to compare it with

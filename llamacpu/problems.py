@@ -19,10 +19,23 @@ class ProblemError(LlamaCPUError):
 
 
 def parse_addition(text: str) -> tuple[int, int]:
+    """``(a, b)`` of ``a + b`` in symbols or in any phrasing of :mod:`llamacpu.phrasings`."""
+    from llamacpu import phrasings
+
     match = _ADDITION.match(text)
-    if not match:
-        raise ProblemError(f"not an addition problem: {text!r} (expected e.g. \"123 + 456\")")
-    return int(match.group(1)), int(match.group(2))
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    words = phrasings.parse(text)
+    if words is None:
+        raise ProblemError(f"not an addition problem: {text!r} (expected e.g. \"123 + 456\" or "
+                           "\"add 456 to 123\")")
+    return words
+
+
+def addition_prompt(text: str) -> str | None:
+    """The prompt a typed addition runs with: None (the compiler's own ``a + b``) for symbols,
+    the words as typed (spacing normalized) for a phrasing in words."""
+    return None if _ADDITION.match(text) else " ".join(text.split())
 
 
 def parse_problem(task: str, text: str) -> tuple[int, ...]:

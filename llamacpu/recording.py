@@ -70,7 +70,7 @@ class TrainingRecorder:
         chosen = failures[: self.failures_per_check]
         if not chosen:
             return
-        programs = [self.task.compile(a, b, trainer.machine.isa) for a, b in chosen]
+        programs = [self.task.build(problem, trainer.machine.isa) for problem in chosen]
         self._add(trainer, free_run(trainer.machine, programs, record=True), probe_id=None)
 
     def _add(self, trainer: Any, free: Any, probe_id: Any) -> None:

@@ -27,6 +27,7 @@ from llamacpu import checkpoint as ckpt
 from llamacpu.controller import Prompt
 from llamacpu.evaluate import SizeResult, draw_held_out, evaluate
 from llamacpu.machine import Machine, Teacher
+from llamacpu.phrasings import phrasing_set
 from llamacpu.tasks import ProgramBatch, collate, get_task
 from llamacpu.tasks.base import IGNORE
 
@@ -68,6 +69,7 @@ class TrainConfig:
     init_from: str = ""  # a run folder whose weights start a new run (every tensor of matching name and shape)
     programs_mix: float = 0.0  # fraction of batches that are random programs (keeps a task's CPU general)
     mixed_lengths: bool = True  # addition: half the problems have operands of different lengths (False: never)
+    phrasings: str = "symbols"  # addition's prompts: "symbols" ("a + b") or "trained" (words too; llamacpu.phrasings)
     freeze: str = ""  # "execute": the execute phase's own modules stay as loaded; "cpu": so does all it reads (FREEZE)
 
     @classmethod
@@ -184,6 +186,8 @@ class Trainer:
         self.task = get_task(config.task)
         if not config.mixed_lengths and hasattr(self.task, "same_length"):
             self.task.same_length = 1.0
+        if hasattr(self.task, "phrasings"):
+            self.task.phrasings = phrasing_set(config.phrasings)
         max_ok = self.task.max_digits(machine.isa)
         if config.max_digits > max_ok:
             if config.task == "programs":

@@ -28,6 +28,7 @@ import random
 import torch
 
 from llamacpu.isa import DATA, EMPTY, INST, OP, OPDEF, REG, ISA
+from llamacpu.phrasings import SYMBOLS, render
 from llamacpu.problems import ProblemError, parse_addition
 from llamacpu.tasks.base import IGNORE, Program, held_out, labelled
 
@@ -46,6 +47,7 @@ class AdditionTask:
     planned = True  # compiled from a prompt by the plan phase
     size_name = "digits"
     same_length = 0.5  # of sampled problems, operands of equal length; else the shorter one's length is random
+    phrasings: tuple[str, ...] = SYMBOLS  # templates a prompt is drawn from (llamacpu.phrasings)
 
     def stage_size(self, stage: int) -> int:
         """The size a curriculum stage is checked at: stage k is k-digit addition."""
@@ -55,12 +57,16 @@ class AdditionTask:
         """The sizes a stage trains on (each batch one of them)."""
         return range(stage, stage + 1)
 
-    def is_held_out(self, problem: tuple[int, int]) -> bool:
-        a, b = problem
+    def is_held_out(self, problem: tuple[int, ...]) -> bool:
+        """Held out by the operands alone: a held-out pair is never trained in any phrasing."""
+        a, b = problem[:2]
         return held_out(f"add:{a}:{b}")
 
-    def build(self, problem: tuple[int, int], isa: ISA) -> Program:
-        return self.compile(*problem, isa)
+    def build(self, problem: tuple[int, ...], isa: ISA) -> Program:
+        """``(a, b)``, or ``(a, b, k)``: the same problem in the k-th of :attr:`phrasings`."""
+        a, b = problem[:2]
+        prompt = render(self.phrasings[problem[2]], a, b) if len(problem) > 2 else None
+        return self.compile(a, b, isa, prompt=prompt)
 
     def slots_needed(self, digits: int) -> int:
         return HEADER + BLOCK * digits + TAIL
@@ -79,16 +85,22 @@ class AdditionTask:
     def prompt(a: int, b: int) -> str:
         return f"{a} + {b}"
 
-    def sample(self, rng: random.Random, digits: int) -> tuple[int, int]:
+    def sample(self, rng: random.Random, digits: int) -> tuple[int, ...]:
         """Two operands, the longer of exactly ``digits`` digits (1 digit: 0..9). With probability
         :attr:`same_length` both have ``digits`` digits; otherwise one of them (either side) has a
-        random length from 1 to ``digits``, so ``5 + 123`` is trained and evaluated too."""
+        random length from 1 to ``digits``, so ``5 + 123`` is trained and evaluated too. With more
+        than one phrasing, a third element picks one (uniformly)."""
         first = _number(rng, digits)
         other = digits if rng.random() < self.same_length else rng.randint(1, digits)
         second = _number(rng, other)
-        return (first, second) if rng.random() < 0.5 else (second, first)
+        pair = (first, second) if rng.random() < 0.5 else (second, first)
+        if len(self.phrasings) > 1:
+            return (*pair, rng.randrange(len(self.phrasings)))
+        return pair
 
-    def compile(self, a: int, b: int, isa: ISA) -> Program:
+    def compile(self, a: int, b: int, isa: ISA, prompt: str | None = None) -> Program:
+        """The program of ``a + b``; its prompt is ``prompt`` (the problem as a user typed it, or
+        a phrasing) or ``a + b`` in symbols."""
         n = max(len(str(a)), len(str(b)))
         window = self.slots_needed(n)
         if window > isa.layout.n_slots:
@@ -147,7 +159,7 @@ class AdditionTask:
         answer = a + b
         answer_digits = _digits(answer, n + 1)
         return Program(
-            prompt=self.prompt(a, b),
+            prompt=prompt if prompt is not None else self.prompt(a, b),
             operands=(a, b),
             digits=n,
             answer=answer,
