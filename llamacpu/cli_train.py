@@ -384,6 +384,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         plan = (f"{r.plan_exact:.1%}", "-" if r.from_target is None else f"{r.from_target:.1%}") if planned else ()
         table.add_row(str(r.digits), str(r.trials), str(r.correct), f"{r.accuracy:.1%}", str(r.halted), *plan)
     Console().print(table)
+    worded: dict[str, list[int]] = {}
+    for r in results:
+        for template, counts in r.by_phrasing.items():
+            row = worded.setdefault(template, [0, 0, 0])
+            for i, c in enumerate(counts):
+                row[i] += c
+    if worded:
+        by = Table(title=f"the same problems by phrasing ({phrasings}; all sizes)")
+        for col in ("phrasing", "trials", "correct", "accuracy", "plan exact"):
+            by.add_column(col, justify="left" if col == "phrasing" else "right")
+        for template, (n, ok, same) in worded.items():
+            by.add_row(template, str(n), str(ok), f"{ok / n:.1%}", f"{same / n:.1%}")
+        Console().print(by)
     jumps: dict[str, list[int]] = {}
     for r in results:
         for bucket, (n, ok) in r.by_taken_jumps.items():

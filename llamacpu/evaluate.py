@@ -115,6 +115,7 @@ class SizeResult:
     from_target: float | None  # None when diagnostics were not asked for
     failures: list[tuple[int, int]]
     by_taken_jumps: dict[str, list[int]] = field(default_factory=dict)  # jumps taken -> [trials, correct]
+    by_phrasing: dict[str, list[int]] = field(default_factory=dict)  # template -> [trials, correct, plan exact]
 
 
 def draw_held_out(task: Any, size: int, trials: int, seed: Any) -> list[tuple[int, ...]]:
@@ -143,6 +144,7 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
     n = correct = halted = exact = from_target = 0  # n: problems run so far
     failures: list[tuple[int, int]] = []
     by_jumps: dict[str, list[int]] = {}
+    by_phrasing: dict[str, list[int]] = {}
     for i in range(0, len(problems), batch_size):
         chunk = problems[i: i + batch_size]
         programs = [task.build(p, machine.isa) for p in chunk]
@@ -153,6 +155,10 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
         exact += sum(run.plan_exact)
         if keep_failures:
             failures += [p for p, ok in zip(chunk, run.correct) if not ok]
+        for problem, ok, same in zip(chunk, run.correct, run.plan_exact):
+            if len(problem) > 2 and hasattr(task, "phrasings"):  # (a, b, k): the k-th phrasing
+                row = by_phrasing.setdefault(task.phrasings[problem[2]], [0, 0, 0])
+                row[0], row[1], row[2] = row[0] + 1, row[1] + int(ok), row[2] + int(same)
         for prog, ok in zip(programs, run.correct):
             if prog.taken_jumps is not None:
                 row = by_jumps.setdefault(jump_bucket(prog.taken_jumps), [0, 0])
@@ -165,7 +171,8 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
     planned = getattr(task, "planned", True)
     return SizeResult(digits, n, correct, correct / n, halted, exact / n,
                       from_target / n if diagnostics and planned else None, failures,
-                      dict(sorted(by_jumps.items(), key=lambda kv: bucket_order(kv[0]))))
+                      dict(sorted(by_jumps.items(), key=lambda kv: bucket_order(kv[0]))),
+                      {t: by_phrasing[t] for t in getattr(task, "phrasings", ()) if t in by_phrasing})
 
 
 JUMP_BUCKETS = ((0, 0), (1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9))
@@ -188,6 +195,7 @@ def results_json(task: str, results: list[SizeResult]) -> dict:
     """The JSON that ``llamacpu eval --json`` prints."""
     rows = []
     for r in results:
-        row = {k: v for k, v in asdict(r).items() if k != "failures" and not (k == "by_taken_jumps" and not v)}
+        row = {k: v for k, v in asdict(r).items()
+               if k != "failures" and not (k in ("by_taken_jumps", "by_phrasing") and not v)}
         rows.append(row)
     return {"task": task, "results": rows}

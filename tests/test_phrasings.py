@@ -86,8 +86,12 @@ def test_eval_on_held_out_phrasings(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([*args, "--phrasings", "held-out"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["phrasings"] == "held-out" and out["results"][0]["trials"] == 8
+    by = out["results"][0]["by_phrasing"]
+    assert set(by) <= set(phrasings.HELD_OUT) and sum(n for n, _, _ in by.values()) == 8
+    assert all(0 <= ok <= n and 0 <= same <= n for n, ok, same in by.values())
     assert cli.main(args) == 0
-    assert json.loads(capsys.readouterr().out)["phrasings"] == "symbols"  # the run's own
+    symbols = json.loads(capsys.readouterr().out)
+    assert symbols["phrasings"] == "symbols" and "by_phrasing" not in symbols["results"][0]  # the run's own
     assert cli.main([*args, "--task", "programs", "--phrasings", "trained"]) != 0
     assert "--phrasings applies to addition" in capsys.readouterr().err
 
