@@ -100,7 +100,11 @@ def _neural(args: argparse.Namespace) -> int:
         ok = "[green]ok[/]" if v == want else "[red]differs[/]"
         table.add_row(key, program.roles.get(a, ""), str(v), str(want), ok)
     con.print(table)
-    if meta["answer_slots"]:
+    if not ref["halted"]:  # e.g. memory disassembled after its run: REG already points at the HALT
+        con.print(f"result: the ISA's run stops without halting, so there is no result to match; the neural "
+                  f"CPU {'halted' if meta['halted'] else 'did not halt either'}: "
+                  f"{'[green]alike[/]' if not meta['halted'] else '[red]differs[/]'}")
+    elif meta["answer_slots"]:
         verdict = "[green]right[/]" if meta["produced"] == meta["expected"] and meta["correct"] else "[red]wrong[/]"
         con.print(f"result: {meta['produced']} (ISA semantics: {meta['expected']})  {verdict}")
     else:

@@ -252,3 +252,16 @@ def test_trained_tiny_machine_runs_hand_written_addition():
     machine, _, _ = load_machine(_trained_run())
     trace = run_program(machine, parse(ADD3, machine.isa, "add3.s"))
     assert trace["meta"]["halted"] and trace["meta"]["produced"] == 579 and trace["meta"]["correct"]
+
+
+def test_memory_after_its_run_reassembled_says_why_there_is_no_result(tmp_path, capsys):
+    """The last step's memory has REG at the HALT: the ISA runs off the code from there, and asm
+    says so instead of comparing a result the ISA never produced."""
+    demo = Path(__file__).parents[1] / "traces" / "demo" / "demo.pt"
+    assert cli.main(["disasm", str(demo)]) == 0
+    source = tmp_path / "after.s"
+    source.write_text(capsys.readouterr().out)
+    assert cli.main(["asm", str(source)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ran off the end of the code" in out
+    assert "the ISA's run stops without halting, so there is no result to match" in out
