@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_throughput import git_commit, save_smollm2_folder  # noqa: E402  (a sibling benchmark)
+from train_throughput import bench_configs, git_commit, save_smollm2_folder  # noqa: E402  (a sibling benchmark)
 
 TARGET_RATIO = 50.0
 
@@ -63,16 +63,10 @@ def slotwise_plan(controller: Any, prompt: Any, window: int, attentions: bool = 
 
 def build_trainer(controller: str, folder: Path, batch: int, digits: int, device: str, run_dir: Path) -> Any:
     from llamacpu import checkpoint as ckpt
-    from llamacpu.cli_train import DEFAULT_LORA_LR, DEFAULT_LR
-    from llamacpu.controller import ControllerConfig
-    from llamacpu.train import Trainer, TrainConfig, config_dict
+    from llamacpu.train import Trainer, config_dict
 
-    four_bit = controller == "smollm2-4bit"
-    preset = str(folder) if four_bit else controller
-    cc = ControllerConfig(preset=preset, load_in_4bit=four_bit)
-    train = TrainConfig(lr=DEFAULT_LR, lora_lr=None if preset == "tiny" else DEFAULT_LORA_LR, batch_size=batch,
-                        max_digits=digits, replay=0.0, device=device,
-                        optimizer="adamw8bit" if four_bit else "adamw")
+    cc, train = bench_configs(controller, str(folder))
+    train.batch_size, train.max_digits, train.replay, train.device = batch, digits, 0.0, device
     config = ckpt.RunConfig(controller=cc, train=config_dict(train))
     torch.manual_seed(train.seed)
     machine = ckpt.build_machine(config, device)

@@ -134,25 +134,33 @@ def step_flops(trainer: Any) -> float | None:
     return float(counter.get_total_flops())
 
 
+def bench_configs(controller: str, folder_4bit: str | None, compute: str = "auto",
+                  autocast: str = "auto") -> tuple[Any, Any]:
+    """The controller and training configs of a benchmark controller (``CONTROLLERS``), with the
+    learning rates a new ``llamacpu train`` run gets."""
+    from llamacpu.cli_train import DEFAULT_LORA_LR, DEFAULT_LR
+    from llamacpu.controller import ControllerConfig
+    from llamacpu.train import TrainConfig
+
+    if controller == "tiny":
+        return ControllerConfig(autocast=autocast), TrainConfig(lr=DEFAULT_LR)
+    if controller == "smollm2":
+        return (ControllerConfig(preset="smollm2", autocast=autocast),
+                TrainConfig(lr=DEFAULT_LR, lora_lr=DEFAULT_LORA_LR))
+    return (ControllerConfig(preset=folder_4bit, load_in_4bit=True, compute_dtype=compute, autocast=autocast),
+            TrainConfig(lr=DEFAULT_LR, lora_lr=DEFAULT_LORA_LR, optimizer="adamw8bit"))
+
+
 def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, threads: int,
             device: str, folder_4bit: str | None, compute: str = "auto", autocast: str = "auto") -> dict[str, Any]:
     """One (controller, digits) row; runs in its own process."""
     import torch
 
     from llamacpu import checkpoint as ckpt
-    from llamacpu.controller import ControllerConfig
-    from llamacpu.train import Trainer, TrainConfig, config_dict
+    from llamacpu.train import Trainer, config_dict
 
     torch.set_num_threads(threads)
-    from llamacpu.cli_train import DEFAULT_LORA_LR, DEFAULT_LR
-
-    if controller == "tiny":
-        cc, train = ControllerConfig(autocast=autocast), TrainConfig(lr=DEFAULT_LR)
-    elif controller == "smollm2":
-        cc, train = ControllerConfig(preset="smollm2", autocast=autocast), TrainConfig(lr=DEFAULT_LR, lora_lr=DEFAULT_LORA_LR)
-    else:
-        cc = ControllerConfig(preset=folder_4bit, load_in_4bit=True, compute_dtype=compute, autocast=autocast)
-        train = TrainConfig(lr=DEFAULT_LR, lora_lr=DEFAULT_LORA_LR, optimizer="adamw8bit")
+    cc, train = bench_configs(controller, folder_4bit, compute, autocast)
     # Every batch of the stage size (no replay): the row's digit count is the batch's.
     train.batch_size, train.max_digits, train.replay, train.device = batch, digits, 0.0, device
     config = ckpt.RunConfig(controller=cc, train=config_dict(train))
@@ -285,7 +293,9 @@ def main() -> None:
                     "4-bit path (reused if present; default a temporary folder)")
     ap.add_argument("--compute-dtype", default="auto", choices=("auto", "bfloat16", "float32"),
                     help="the 4-bit layers' compute dtype (default auto: bfloat16 only where native)")
-    ap.add_argument("--autocast", default="auto", choices=("auto", "bfloat16", "off"),
+    from llamacpu.cli_train import AUTOCAST_NAMES
+
+    ap.add_argument("--autocast", default="auto", choices=AUTOCAST_NAMES,
                     help="bf16 autocast of backbone passes on CUDA (default auto: pretrained backbones only)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 # command runs: they import torch, which --help and a typo should not wait for.
 PRESET_NAMES = "tiny, smollm2"
 COMPUTE_DTYPE_NAMES = ("auto", "bfloat16", "float32")
+AUTOCAST_NAMES = ("auto", "bfloat16", "off")  # controller.AUTOCAST_MODES, without importing torch
 # Learning rates of a new run (docs/experiments.md, "Pretrained controllers", has the sweep behind them).
 DEFAULT_LR = 1e-3  # from scratch: every part of a tiny machine; heads, encoders and OEU beside a pretrained backbone
 DEFAULT_LORA_LR = 5e-4  # a pretrained backbone's LoRA adapters
+from llamacpu.phrasings import SETS as PHRASING_SETS  # noqa: E402  (torch-free)
 from llamacpu.problems import TASK_NAMES  # noqa: E402  (torch-free)
 TASK_HELP = "add (addition in words) or programs (random programs of the ISA: the CPU alone, no plan phase)"
 
@@ -44,11 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compute-dtype", choices=COMPUTE_DTYPE_NAMES, default=None,
                    help="4-bit layers' matmuls (default auto: bfloat16 where the GPU or CPU computes it natively, "
                    "else float32)")
-    p.add_argument("--autocast", choices=("auto", "bfloat16", "off"), default=None,
+    p.add_argument("--autocast", choices=AUTOCAST_NAMES, default=None,
                    help="a new run's backbone passes on CUDA in bf16 (default auto: pretrained backbones only)")
     p.add_argument("--task", default=None, metavar="TASK",
                    help=f"task to learn: {TASK_HELP} (default add)")
-    p.add_argument("--phrasings", choices=("symbols", "trained"), default=None,
+    p.add_argument("--phrasings", choices=[s for s in PHRASING_SETS if s != "held-out"], default=None,
                    help="addition's prompts: symbols only (\"123 + 456\", the default) or the trained set of "
                    "phrasings in words too (\"add 456 to 123\", ...; llamacpu/phrasings.py)")
     p.add_argument("--max-digits", type=int, default=None,
@@ -92,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--task", default=None, choices=TASK_NAMES, help="task to evaluate (default: the run's)")
     e.add_argument("--digits", default=None, help="sizes, comma separated: digits, or instructions for programs "
                    "(default 1,2,3,4; programs: 4,8,12,16,24,48,96)")
-    e.add_argument("--phrasings", choices=("symbols", "trained", "held-out"), default=None,
+    e.add_argument("--phrasings", choices=list(PHRASING_SETS), default=None,
                    help="addition's prompts: symbols, the trained phrasings, or the held-out phrasings no run "
                    "trains on (default: the run's own)")
     e.add_argument("--trials", type=int, default=500, help="problems per size (default 500)")
@@ -144,8 +146,8 @@ def check_controller_name(name: str | None, hub: bool) -> None:
                         "a model hub id needs --hub)")
 
 
-_OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr", "lora_lr": "lora_lr", "phrasings": "phrasings",
-              "stage_steps": "stage_steps", "threshold": "threshold", "eval_every": "eval_every",
+_OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_size", "lr": "lr",
+              "lora_lr": "lora_lr", "phrasings": "phrasings", "stage_steps": "stage_steps", "threshold": "threshold", "eval_every": "eval_every",
               "quick_every": "quick_every", "checkpoint_every": "checkpoint_every"}
 
 

@@ -72,12 +72,12 @@ def _pattern(template: str) -> re.Pattern[str]:
     return re.compile(rf"^\s*{body}\s*(?:=\s*)?\??\s*$", re.IGNORECASE)
 
 
-_PATTERNS = [(t, _pattern(t)) for t in dict.fromkeys(TRAINED + HELD_OUT)]
+_PATTERNS = [_pattern(t) for t in dict.fromkeys(TRAINED + HELD_OUT)]
 
 
 def parse(text: str) -> tuple[int, int] | None:
     """``(a, b)`` of an addition in any known phrasing, or None."""
-    for _, pattern in _PATTERNS:
+    for pattern in _PATTERNS:
         match = pattern.match(text)
         if match:
             return int(match.group("a")), int(match.group("b"))

@@ -98,10 +98,11 @@ def freeze_parameters(machine: Machine, what: str) -> list[str]:
     """Turn off gradients of the parameters ``what`` names (a key of :data:`FREEZE`); returns their names."""
     if what not in FREEZE:
         raise ckpt.RunError(f"freeze={what!r} is not one of {', '.join(repr(k) for k in FREEZE)}")
-    frozen = [n for n, p in machine.named_parameters() if p.requires_grad and n.startswith(FREEZE[what])]
+    frozen = []
     for name, param in machine.named_parameters():
-        if name in frozen:
+        if param.requires_grad and name.startswith(FREEZE[what]):
             param.requires_grad_(False)
+            frozen.append(name)
     return frozen
 
 
