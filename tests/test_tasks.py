@@ -308,7 +308,7 @@ def test_run_detects_the_task_and_shows_the_answer(tmp_path: Path):
     result = run_cli(["run", "--run", str(run), "sort 3 1 2", "--json"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["prompt"] == "sort 312" and out["expected"] == 123 and out["operands"] == [3, 1, 2]
+    assert out["problem"] == "sort 312" and out["expected"] == 123 and out["operands"] == [3, 1, 2]
 
 
 # ---- learning starts: one seeded short training per task family, free running on held-out problems ----
