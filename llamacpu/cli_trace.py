@@ -31,7 +31,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--run", required=True, type=Path, metavar="DIR", help="the run folder whose machine to use")
     p.add_argument("problem", help='the problem in words, e.g. "123 + 456"')
     _trace_options(p)
-    p.add_argument("--task", default="add", help="task that compiles the problem (default: add)")
+    p.add_argument("--task", default=None, help="task that compiles the problem (default: the one whose form the "
+                   "text has, e.g. sort for \"sort 3 1 2\", add where none other fits)")
     p.add_argument("--json", action="store_true", help="print one JSON object: problem, answer, verdict, trace")
     p.set_defaults(func=cmd_run)
 
@@ -114,11 +115,12 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
     not one, text that is not a problem, a problem larger than the run's memory."""
     from llamacpu.run_folder import read_config_json
 
-    from llamacpu.problems import addition_prompt, parse_problem
+    from llamacpu.problems import addition_prompt, detect_task, parse_problem
 
     layout = read_config_json(args.run).get("layout", {})
     _check_output(args)
-    a, b = parse_problem(args.task, args.problem)  # before torch: a typo is answered at once
+    args.task = args.task or detect_task(args.problem)
+    problem = parse_problem(args.task, args.problem)  # before torch: a typo is answered at once
     from llamacpu.isa import ISA, SlotLayout
     from llamacpu.tasks import get_task
 
@@ -127,7 +129,9 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
         isa = ISA(SlotLayout(**layout))
     except TypeError as err:
         raise UsageError(f"{args.run}/config.json: unusable layout ({err})") from None
-    return task, task.compile(a, b, isa, prompt=addition_prompt(args.problem))  # words run as typed
+    if task.name == "add":  # words run as typed
+        return task, task.compile(*problem[:2], isa, prompt=addition_prompt(args.problem))
+    return task, task.build(problem, isa)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -147,8 +151,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_note(note)
         return 0
     con = _console()
-    verdict = "[green]right[/]" if meta["correct"] else f"[red]wrong[/] (expected {meta['expected']})"
-    produced = meta["produced"] if meta["produced"] >= 0 else "not a number"
+    expected = task.answer_text(meta["expected"], program.digits)
+    verdict = "[green]right[/]" if meta["correct"] else f"[red]wrong[/] (expected {expected})"
+    produced = task.answer_text(meta["produced"], program.digits) if meta["produced"] >= 0 else "not a number"
     con.print(f"{program.prompt} = {produced}  {verdict}")
     if not meta["halted"]:
         con.print(f"[yellow]did not halt[/] within {meta['steps']} steps")

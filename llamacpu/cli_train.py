@@ -27,7 +27,9 @@ DEFAULT_LR = 1e-3  # from scratch: every part of a tiny machine; heads, encoders
 DEFAULT_LORA_LR = 5e-4  # a pretrained backbone's LoRA adapters
 from llamacpu.phrasings import SETS as PHRASING_SETS  # noqa: E402  (torch-free)
 from llamacpu.problems import TASK_NAMES  # noqa: E402  (torch-free)
-TASK_HELP = "add (addition in words) or programs (random programs of the ISA: the CPU alone, no plan phase)"
+TASK_HELP = ("add (\"123 + 456\"), sub (\"123 - 45\"), mul (\"345 * 7\"), copy (\"copy 31415\"), reverse "
+             "(\"reverse 2718\"), search (\"find 4 in 31415\"), sort (\"sort 31415\"): problems in words, see "
+             "docs/tasks.md; or programs (random programs of the ISA: the CPU alone, no plan phase)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,8 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "accuracy of running from the target plan.")
     e.add_argument("--run", type=Path, required=True, help="run folder")
     e.add_argument("--task", default=None, choices=TASK_NAMES, help="task to evaluate (default: the run's)")
-    e.add_argument("--digits", default=None, help="sizes, comma separated: digits, or instructions for programs "
-                   "(default 1,2,3,4; programs: 4,8,12,16,24,48,96)")
+    e.add_argument("--digits", default=None, help="sizes, comma separated: digits, items of a digit string, or "
+                   "instructions for programs (default 1,2,3,4; sort: 1-5; programs: 4,8,12,16,24,48,96)")
     e.add_argument("--phrasings", choices=list(PHRASING_SETS), default=None,
                    help="addition's prompts: symbols, the trained phrasings, or the held-out phrasings no run "
                    "trains on (default: the run's own)")
@@ -360,7 +362,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         task.phrasings = phrasing_set(phrasings)
     elif args.phrasings:
         raise LlamaCPUError(f"--phrasings applies to addition, not to {task.name}")
-    sizes = parse_digits(args.digits or ("4,8,12,16,24,48,96" if task.name == "programs" else "1,2,3,4"))
+    sizes = parse_digits(args.digits or ",".join(str(d) for d in task.eval_sizes))
     too_big = [d for d in sizes if task.slots_needed(d) > config.layout.n_slots]
     if too_big:
         what = (f"a {too_big[0]}-instruction program" if task.name == "programs"

@@ -44,12 +44,13 @@ class TrainingRecorder:
             raise LlamaCPUError(f"--probe-every must be 0 (never) or more, not {self.probe_every}")
         self.failures_per_check = failures_per_check
         self.task = get_task(config.train.get("task", "add"))
-        texts = [p.strip() for p in (probes if probes is not None else DEFAULT_PROBES) if p.strip()]
+        default = getattr(self.task, "probes", DEFAULT_PROBES)  # each task names problems of its own
+        texts = [p.strip() for p in (probes if probes is not None else default) if p.strip()]
         self.probes = []  # (probe id, Program)
         for text in texts:
-            a, b = self.task.parse(text)  # ProblemError: one line naming the text
-            program = self.task.compile(a, b, machine.isa)  # ProblemError when it needs too many slots
-            self.probes.append((self.task.prompt(a, b), program))
+            problem = self.task.parse(text)  # ProblemError: one line naming the text
+            program = self.task.build(problem, machine.isa)  # ProblemError when it needs too many slots
+            self.probes.append((program.prompt, program))
         self.recorded = 0
 
     def on_step(self, trainer: Any) -> None:
@@ -65,7 +66,7 @@ class TrainingRecorder:
             free = free_run(trainer.machine, [p for _, p in group], record=True)
             self._add(trainer, free, probe_id=[pid for pid, _ in group])
 
-    def on_check(self, trainer: Any, digits: int, failures: list[tuple[int, int]]) -> None:
+    def on_check(self, trainer: Any, digits: int, failures: list[tuple[int, ...]]) -> None:
         """The first ``failures_per_check`` failing held-out problems of one size."""
         chosen = failures[: self.failures_per_check]
         if not chosen:

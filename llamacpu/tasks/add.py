@@ -48,6 +48,8 @@ class AdditionTask:
     size_name = "digits"
     same_length = 0.5  # of sampled problems, operands of equal length; else the shorter one's length is random
     phrasings: tuple[str, ...] = SYMBOLS  # templates a prompt is drawn from (llamacpu.phrasings)
+    eval_sizes = (1, 2, 3, 4)  # `llamacpu eval`'s default sizes
+    probes = ("3 + 5", "47 + 38", "512 + 489")  # problems `llamacpu train` records every few hundred steps
 
     def stage_size(self, stage: int) -> int:
         """The size a curriculum stage is checked at: stage k is k-digit addition."""
@@ -174,6 +176,10 @@ class AdditionTask:
             answer_digits=torch.tensor(answer_digits),
             roles=roles,
         )
+
+    def answer_text(self, value: int, size: int) -> str:
+        """The answer as `llamacpu run` shows it (``size``: the problem's digits)."""
+        return str(value)
 
     @staticmethod
     def answer_from_digits(digits: list[int]) -> int:

@@ -246,6 +246,7 @@ class ProgramsTask:
     name = "programs"
     planned = False  # given as memory images: no plan phase
     size_name = "length"  # instructions, HALT included
+    eval_sizes = (4, 8, 12, 16, 24, 48, 96)  # `llamacpu eval`'s default sizes
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()) -> None:
         self.config = config
