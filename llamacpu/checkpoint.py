@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,10 @@ def load_weights(machine: Machine, ckpt: Path) -> None:
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise RunError(f"corrupt checkpoint {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     keys = tensors.pop("isa.keys", None)
-    if keys is None or tuple(keys.shape) != tuple(machine.isa.keys.shape) or not torch.equal(keys, machine.isa.keys):
+    own_keys = machine.isa.keys
+    if keys is not None and machine.controller.config.growable and len(keys) < len(own_keys):
+        own_keys = own_keys[: len(keys)]  # a larger memory: the same keys, then new ones by the same scheme
+    if keys is None or tuple(keys.shape) != tuple(own_keys.shape) or not torch.equal(keys, own_keys):
         raise RunError(f"checkpoint {path} was made for another slot layout or address keys than this run's")
     own = trainable_state(machine)
     missing = sorted(set(own) - set(tensors))
@@ -169,9 +172,16 @@ def load_state(ckpt: Path) -> dict[str, Any]:
         raise RunError(f"corrupt checkpoint {path}: {type(err).__name__}") from None
 
 
-def load_machine(run_dir: Path, device: str = "cpu") -> tuple[Machine, RunConfig, Path | None]:
-    """The machine of a run at its latest checkpoint (untrained if it has none yet)."""
+def load_machine(run_dir: Path, device: str = "cpu", n_slots: int | None = None) -> tuple[Machine, RunConfig, Path | None]:
+    """The machine of a run at its latest checkpoint (untrained if it has none yet); ``n_slots``:
+    a larger memory than the run trained in, for a run whose weights do not depend on it
+    (:attr:`ControllerConfig.growable`): the new addresses get keys by the same seeded scheme."""
     config = read_config(run_dir)
+    if n_slots is not None and n_slots > config.layout.n_slots:
+        if not config.controller.growable:
+            raise RunError(f"{run_dir} trained in {config.layout.n_slots} slots and cannot run in {n_slots}: its "
+                           "weights depend on the memory size (train with --position-offsets and --absolute-slots)")
+        config = replace(config, layout=replace(config.layout, n_slots=n_slots))
     machine = build_machine(config, device)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:

@@ -10,6 +10,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from rich.table import Table
 from llamacpu.errors import LlamaCPUError
 
 DEFAULT_STORE = Path("traces")
+GROWN_SLOTS = 10_028  # the largest memory `run` grows a growable run to (1000-digit addition)
 _RUN_STORE = Path("<the run's store>")  # --traces given without a folder
 
 
@@ -124,11 +126,17 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
     from llamacpu.isa import ISA, SlotLayout
     from llamacpu.tasks import get_task
 
+    from llamacpu.controller import ControllerConfig
+
     task = get_task(args.task)
     try:
-        isa = ISA(SlotLayout(**layout))
-    except TypeError as err:
-        raise UsageError(f"{args.run}/config.json: unusable layout ({err})") from None
+        trained = SlotLayout(**layout)
+        growable = ControllerConfig.from_dict(read_config_json(args.run).get("controller", {})).growable
+    except (TypeError, LlamaCPUError) as err:
+        raise UsageError(f"{args.run}/config.json: unusable layout or controller ({err})") from None
+    # A run whose weights do not depend on the memory size runs a problem larger than its memory:
+    # compiled for a memory as large as it needs (cmd_run builds the machine to the program's window).
+    isa = ISA(replace(trained, n_slots=max(trained.n_slots, GROWN_SLOTS)) if growable else trained)
     if task.name == "add":  # words run as typed
         return task, task.compile(*problem[:2], isa, prompt=addition_prompt(args.problem))
     return task, task.build(problem, isa)
@@ -138,9 +146,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     task, program = _compile_problem(args)
     from llamacpu.checkpoint import load_machine
     from llamacpu.evaluate import free_run
+    from llamacpu.run_folder import read_config_json
     from llamacpu.trace import trace_from_run
 
-    machine, _, ckpt = load_machine(args.run)
+    trained_slots = read_config_json(args.run)["layout"]["n_slots"]
+    machine, _, ckpt = load_machine(args.run, n_slots=program.window if program.window > trained_slots else None)
     run = free_run(machine, [program], record=True)
     trace = trace_from_run(machine, run, 0, task=task.name, **_checkpoint_meta(args.run, ckpt))
     path = _write(trace, args)

@@ -62,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "relative (default next,jump)")
     p.add_argument("--no-status-register", action="store_true",
                    help="a new run's REG slot keeps no status flag (an ablation: jumps cannot see their condition)")
+    p.add_argument("--position-offsets", type=int, default=None, metavar="N",
+                   help="a new run's places and block pages are shared position tags, shifted by a random offset "
+                   "of 0..N per training episode (Abacus-style; length generalization, docs/length-generalization.md)")
+    p.add_argument("--no-rope", action="store_true",
+                   help="a new run's backbone gets no rotary positions (order comes from tags and addresses)")
+    p.add_argument("--absolute-slots", type=int, default=None, metavar="K",
+                   help="a new run's absolute pointers reach the first K slots only; with --position-offsets the "
+                   "run then evaluates in memory larger than it trained in")
     p.add_argument("--batch-size", type=int, default=None, help="problems per step (default 32)")
     p.add_argument("--lr", type=float, default=None,
                    help=f"learning rate of what is trained from scratch: heads, encoders, the OEU, a tiny backbone "
@@ -126,7 +134,9 @@ def _new_run_config(args: argparse.Namespace) -> RunConfig:
     modes = tuple(m for m in re.split(r"[,+\s]+", args.pc_modes) if m) if args.pc_modes else ("next", "jump")
     controller = ControllerConfig(preset=preset, load_in_4bit=args.load_in_4bit, seed=args.seed or 0,
                                   compute_dtype=args.compute_dtype or "auto", pc_modes=modes,
-                                  status_register=not args.no_status_register, autocast=args.autocast or "auto")
+                                  status_register=not args.no_status_register, autocast=args.autocast or "auto",
+                                  position_offsets=args.position_offsets or 0, rope=not args.no_rope,
+                                  absolute_slots=args.absolute_slots or 0)
     layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
     train = TrainConfig(lr=args.lr or DEFAULT_LR, lora_lr=None if preset == "tiny" else args.lora_lr or DEFAULT_LORA_LR,
                         seed=args.seed or 0, optimizer="adamw8bit" if args.load_in_4bit else "adamw")
@@ -168,6 +178,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if resuming:
         config = ckpt.read_config(run_dir)
+        for flag, given in (("--position-offsets", args.position_offsets is not None), ("--no-rope", args.no_rope),
+                            ("--absolute-slots", args.absolute_slots is not None)):
+            if given:
+                raise ckpt.RunError(f"{flag} shapes a new run; {run_dir} keeps the controller it was made with")
         if args.cpu and args.cpu != config.controller.preset:
             raise ckpt.RunError(f"{run_dir} was trained with --cpu {config.controller.preset}, not {args.cpu}")
     else:
@@ -352,9 +366,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from llamacpu.tasks import get_task
     from llamacpu.train import TrainConfig
 
-    machine, config, latest = ckpt.load_machine(args.run, pick_device(args.device))
+    config = ckpt.read_config(args.run)
     train_cfg = TrainConfig.from_dict(config.train)
     task = get_task(args.task or train_cfg.task)
+    sizes = parse_digits(args.digits or ",".join(str(d) for d in task.eval_sizes))
+    needed = max(task.slots_needed(d) for d in sizes)
+    grow = needed if needed > config.layout.n_slots and config.controller.growable else None
+    machine, config, latest = ckpt.load_machine(args.run, pick_device(args.device), n_slots=grow)
+    if grow:
+        import sys
+
+        print(f"llamacpu eval: note: memory grown to {grow} slots for {max(sizes)}-digit {task.name} (new address "
+              "keys by the run's seeded scheme)", file=sys.stderr)
     phrasings = args.phrasings or train_cfg.phrasings
     if hasattr(task, "phrasings"):
         from llamacpu.phrasings import phrasing_set
@@ -362,7 +385,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         task.phrasings = phrasing_set(phrasings)
     elif args.phrasings:
         raise LlamaCPUError(f"--phrasings applies to addition, not to {task.name}")
-    sizes = parse_digits(args.digits or ",".join(str(d) for d in task.eval_sizes))
     too_big = [d for d in sizes if task.slots_needed(d) > config.layout.n_slots]
     if too_big:
         what = (f"a {too_big[0]}-instruction program" if task.name == "programs"

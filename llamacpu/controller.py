@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 PRESETS = ("tiny", "smollm2")
 MAX_PLACE = 32  # place values past this share one embedding
 MAX_NUMBERS = 4  # numbers past the fourth share one embedding
+HEADER_PAGES = 2  # pages 0-1: REG, the operator library, constants; the per-item blocks start at page 2
 CHARS = " 0123456789+-*/=?.,abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PC_MODES = ("next", "jump", "absolute", "relative")
@@ -76,6 +77,13 @@ class ControllerConfig:
     pc_modes: tuple[str, ...] = ("next", "jump")  # the control unit's addressing modes (see ControlHead)
     status_register: bool = True  # REG keeps the last result (a jump's condition) for the next cycle
     autocast: str = "auto"  # backbone passes on CUDA in bf16: "auto" (pretrained backbones only), "bfloat16", "off"
+    # Length generalization (docs/length-generalization.md). position_offsets > 0: places and block
+    # pages share one table of position tags (place q <-> page q + 1), shifted by a random offset in
+    # 0..position_offsets per training episode, so every tag up to MAX_PLACE + position_offsets is
+    # trained; 0 keeps absolute place and page embeddings.
+    position_offsets: int = 0
+    rope: bool = True  # False: every position id is 0 (no RoPE), order comes from tags and addresses
+    absolute_slots: int = 0  # > 0: absolute pointers reach the first K slots only (0: all of memory)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pc_modes", tuple(self.pc_modes))
@@ -84,6 +92,24 @@ class ControllerConfig:
         unknown = [m for m in self.pc_modes if m not in PC_MODES]
         if unknown or not self.pc_modes:
             raise ControllerError(f"unknown PC modes {unknown} (known: {', '.join(PC_MODES)})")
+        if self.position_offsets < 0 or self.absolute_slots < 0:
+            raise ControllerError("position_offsets and absolute_slots are counts (0 or more)")
+
+    @property
+    def tagged(self) -> bool:
+        """Places and block pages are position tags (see ``position_offsets``)."""
+        return self.position_offsets > 0
+
+    @property
+    def n_tags(self) -> int:
+        """Rows of the tag table: 0 (no place) and places 1..MAX_PLACE + position_offsets."""
+        return MAX_PLACE + self.position_offsets + 1
+
+    @property
+    def growable(self) -> bool:
+        """Whether the machine runs in a larger memory than it trained in: no weight depends on the
+        number of slots (tags for pages, absolute pointers limited to the first slots)."""
+        return self.tagged and self.absolute_slots > 0 and "absolute" not in self.pc_modes
 
     @property
     def pretrained(self) -> bool:
@@ -172,7 +198,7 @@ class PromptTokenizer:
             if tok:
                 ids[i, width - len(tok):] = torch.tensor(tok, dtype=torch.long)
                 mask[i, width - len(tok):] = 1
-                places[i, width - len(tok):] = torch.tensor(place, dtype=torch.long).clamp(max=MAX_PLACE)
+                places[i, width - len(tok):] = torch.tensor(place, dtype=torch.long)
                 numbers[i, width - len(tok):] = torch.tensor(number, dtype=torch.long).clamp(max=MAX_NUMBERS)
         return Prompt(ids, mask, places, numbers)
 
@@ -204,11 +230,14 @@ class Prompt:
 
     ids: torch.Tensor  # [B, L] long
     mask: torch.Tensor  # [B, L] long, 1 = token, 0 = left padding
-    places: torch.Tensor  # [B, L] long, 0..MAX_PLACE
+    places: torch.Tensor  # [B, L] long, 0 = not a digit, 1 = units, ... (clamped where embedded)
     numbers: torch.Tensor  # [B, L] long, 0..MAX_NUMBERS
+    shift: torch.Tensor | None = None  # [B] long: each episode's tag offset (training), None: 0
 
     def to(self, device: torch.device | str) -> Prompt:
-        return Prompt(self.ids.to(device), self.mask.to(device), self.places.to(device), self.numbers.to(device))
+        shift = None if self.shift is None else self.shift.to(device)
+        return Prompt(self.ids.to(device), self.mask.to(device), self.places.to(device), self.numbers.to(device),
+                      shift)
 
     @staticmethod
     def padding(batch: int, pad_id: int, device: torch.device | str = "cpu") -> Prompt:
@@ -224,7 +253,7 @@ class PointerHead(nn.Module):
     def __init__(self, d: int, n_slots: int, max_offset: int) -> None:
         super().__init__()
         self.max_offset = max_offset
-        self.absolute = nn.Linear(d, n_slots)
+        self.absolute = nn.Linear(d, n_slots)  # n_slots: the addresses absolute pointers reach
         self.relative = nn.Linear(d, 2 * max_offset + 1)
         self.mix = nn.Linear(d, 1)
 
@@ -232,7 +261,7 @@ class PointerHead(nn.Module):
         """h: [B, M, d]; origin: [B, M, W] (where relative offsets count from) -> [B, M, W]
         (with_mix: and the weight g [B, M, 1] of the absolute part)."""
         w = origin.shape[-1]
-        p_abs = torch.softmax(self.absolute(h)[..., :w], dim=-1)
+        p_abs = _over_window(torch.softmax(self.absolute(h)[..., :w], dim=-1), w)
         p_rel = torch.softmax(self.relative(h), dim=-1)
         b, m = origin.shape[:2]
         shifted = shift_distribution(origin.reshape(b * m, w), p_rel.reshape(b * m, -1), self.max_offset)
@@ -280,12 +309,18 @@ class ControlHead(nn.Module):
             elif mode == "jump":
                 parts.append(control.jump)
             elif mode == "absolute":
-                parts.append(torch.softmax(self.absolute(h)[..., :w], dim=-1))
+                parts.append(_over_window(torch.softmax(self.absolute(h)[..., :w], dim=-1), w))
             else:
                 offsets = torch.softmax(self.relative(h), dim=-1)
                 parts.append(shift_distribution(control.reg_ptr, offsets, self.max_offset))
         mix = torch.softmax(self.mix(h), dim=-1)  # (B, M)
         return (mix.unsqueeze(-1) * torch.stack(parts, dim=1)).sum(1), mix
+
+
+def _over_window(p: torch.Tensor, w: int) -> torch.Tensor:
+    """A distribution over the first addresses [..., A] as one over the window [..., W]: zero
+    past A (absolute pointers reach only the slots they were trained on)."""
+    return p if p.shape[-1] >= w else torch.nn.functional.pad(p, (0, w - p.shape[-1]))
 
 
 @dataclass
@@ -307,19 +342,24 @@ class Controller(nn.Module):
         d = backbone.config.hidden_size
         self.d = d
         self.slot_encoder = nn.Sequential(nn.Linear(lay.slot_dim, d), nn.GELU(), nn.Linear(d, d))
-        self.page_emb = nn.Embedding(lay.n_pages, d)
         self.offset_emb = nn.Embedding(lay.page_size, d)
-        self.place_emb = nn.Embedding(MAX_PLACE + 1, d, padding_idx=0)
+        if config.tagged:  # header pages, then one row that marks a block page (its tag says which)
+            self.page_emb = nn.Embedding(HEADER_PAGES + 1, d)
+            self.place_emb = nn.Embedding(config.n_tags, d, padding_idx=0)  # the tags of places and pages
+        else:
+            self.page_emb = nn.Embedding(lay.n_pages, d)
+            self.place_emb = nn.Embedding(MAX_PLACE + 1, d, padding_idx=0)
+        n_abs = min(config.absolute_slots, lay.n_slots) if config.absolute_slots else lay.n_slots
         self.number_emb = nn.Embedding(MAX_NUMBERS + 1, d, padding_idx=0)
         self.plan_query = nn.Parameter(torch.zeros(d))
         self.exec_query = nn.Parameter(torch.zeros(d))
         self.type_head = nn.Linear(d, lay.n_types)
-        self.pointer_heads = nn.ModuleList(PointerHead(d, lay.n_slots, config.max_offset) for _ in range(lay.n_pointers))
+        self.pointer_heads = nn.ModuleList(PointerHead(d, n_abs, config.max_offset) for _ in range(lay.n_pointers))
         self.content_head = nn.Linear(d, lay.n_values)
         if config.legacy_pc:
-            self.pc_head: nn.Module = PointerHead(d, lay.n_slots, config.max_offset)
+            self.pc_head: nn.Module = PointerHead(d, n_abs, config.max_offset)
         else:
-            self.pc_head = ControlHead(d, lay.n_slots, config.max_offset, config.pc_modes)
+            self.pc_head = ControlHead(d, n_abs, config.max_offset, config.pc_modes)
             self.op_emb = nn.Linear(len(OPCODES), d, bias=False)  # the opcode last run, into the query
             if config.status_register:
                 self.flag_emb = nn.Linear(lay.n_values, d, bias=False)  # REG's status flag, into the query
@@ -334,19 +374,38 @@ class Controller(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.backbone.get_input_embeddings().weight.dtype
 
-    def address_embedding(self, window: int, device: torch.device) -> torch.Tensor:
+    def address_embedding(self, window: int, device: torch.device, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Page plus offset embedding of every address: [W, d], or [B, W, d] with position tags,
+        where block page p carries tag p - 1 + shift (the tag of place p - 1: page 2 holds the units)."""
         addr = torch.arange(window, device=device)
-        return self.page_emb(addr // self.page_size) + self.offset_emb(addr % self.page_size)  # (W, d)
+        offset = self.offset_emb(addr % self.page_size)
+        page = addr // self.page_size
+        if not self.config.tagged:
+            return self.page_emb(page) + offset  # (W, d)
+        shift = torch.zeros(1, dtype=torch.long, device=device) if shift is None else shift
+        block = page >= HEADER_PAGES
+        tag = torch.where(block, page - (HEADER_PAGES - 1), 0) + block * shift.unsqueeze(1)  # (B, W)
+        tag = tag.clamp(max=self.config.n_tags - 1)
+        return self.page_emb(page.clamp(max=HEADER_PAGES)) + self.place_emb(tag) + offset  # (B, W, d)
 
     def prompt_embedding(self, prompt: Prompt) -> torch.Tensor:
-        """Token embeddings plus place-value and number embeddings: [B, L, d] float."""
+        """Token embeddings plus place-value (or tag) and number embeddings: [B, L, d] float."""
         tokens = self.backbone.get_input_embeddings()(prompt.ids).float()
-        return tokens + self.place_emb(prompt.places) + self.number_emb(prompt.numbers)
+        places = prompt.places
+        if self.config.tagged:
+            if prompt.shift is not None:
+                places = places + (places > 0) * prompt.shift.unsqueeze(1)
+            places = places.clamp(max=self.config.n_tags - 1)
+        else:
+            places = places.clamp(max=MAX_PLACE)
+        return tokens + self.place_emb(places) + self.number_emb(prompt.numbers.clamp(max=MAX_NUMBERS))
 
     def _run(self, embeds: torch.Tensor, mask: torch.Tensor, past: Any = None, attentions: bool = False) -> Any:
         """One backbone pass over embeds [B, M, d] with the full mask [B, L + M]."""
         start = mask.shape[1] - embeds.shape[1]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
+        if not self.config.rope:
+            pos = torch.zeros_like(pos)  # RoPE at position 0 rotates nothing
         bf16 = self.config.bf16_autocast and embeds.is_cuda
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             return self.backbone(
@@ -369,7 +428,7 @@ class Controller(nn.Module):
         device = prompt.ids.device
         mask = prompt.mask
         embeds = self.prompt_embedding(prompt)  # (B, L, d)
-        queries = (self.plan_query + self.address_embedding(window, device)).expand(b, -1, -1)  # (B, W, d)
+        queries = (self.plan_query + self.address_embedding(window, device, prompt.shift)).expand(b, -1, -1)  # (B, W, d)
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
         out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions)
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
@@ -389,15 +448,17 @@ class Controller(nn.Module):
         return _layer_kv(_output_cache(out))
 
     def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
-                memory: torch.Tensor, control: ControlInputs) -> tuple[torch.Tensor, torch.Tensor]:
+                memory: torch.Tensor, control: ControlInputs,
+                shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The control unit: which instruction runs now.
 
-        memory: [B, W, D] -> PC distribution [B, W] and the mix of addressing modes [B, M].
+        memory: [B, W, D] -> PC distribution [B, W] and the mix of addressing modes [B, M];
+        shift: [B] the episode's tag offset (:attr:`Prompt.shift`).
         """
         from transformers import DynamicCache
 
         b, w, _ = memory.shape
-        slots = self.slot_encoder(memory) + self.address_embedding(w, memory.device)  # (B, W, d)
+        slots = self.slot_encoder(memory) + self.address_embedding(w, memory.device, shift)  # (B, W, d)
         query = self.exec_query + self.slot_encoder(control.current)  # (B, d)
         if not self.config.legacy_pc:
             query = query + self.op_emb(control.op)

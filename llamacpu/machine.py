@@ -148,7 +148,7 @@ class Machine(nn.Module):
             if lengths is not None:
                 alive = (t < n_run).float()
             control = self.control_inputs(memory, last_op, hard)
-            pc, mix = self.controller.next_pc(prompt_kv, prompt.mask, memory, control)  # (B, W), (B, M)
+            pc, mix = self.controller.next_pc(prompt_kv, prompt.mask, memory, control, prompt.shift)  # (B, W), (B, M)
             pcs.append(pc)
             mixes.append(mix)
             pc_used = _hard(pc) if hard else pc

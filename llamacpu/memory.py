@@ -33,6 +33,9 @@ def entropy(probs: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
     return -(probs * (probs + eps).log()).sum(-1)
 
 
+UNFOLD_LIMIT = 2**26  # elements of shift_distribution's all-offsets-at-once tensor (256 MB in float32)
+
+
 def shift_distribution(base: torch.Tensor, offsets: torch.Tensor, max_offset: int) -> torch.Tensor:
     """Relative addressing: move a distribution over addresses by a distribution over offsets.
 
@@ -41,9 +44,16 @@ def shift_distribution(base: torch.Tensor, offsets: torch.Tensor, max_offset: in
     """
     n = base.shape[-1]
     padded = torch.nn.functional.pad(base, (max_offset, max_offset))  # (B, N + 2R)
-    # shifted[b, k, j] = base[b, j - (k - R)]
-    windows = padded.unfold(-1, n, 1).flip(1)  # (B, 2R+1, N): window k starts at 2R - k
-    return (offsets.unsqueeze(-1) * windows).sum(1)
+    if base.numel() * offsets.shape[-1] <= UNFOLD_LIMIT:
+        # shifted[b, k, j] = base[b, j - (k - R)]
+        windows = padded.unfold(-1, n, 1).flip(1)  # (B, 2R+1, N): window k starts at 2R - k
+        return (offsets.unsqueeze(-1) * windows).sum(1)
+    # A large memory (a plan over thousands of slots): one shift at a time, O(B * N) extra memory.
+    out = torch.zeros_like(base)
+    for k in range(offsets.shape[-1]):  # offset k - R: out[j] += offsets[k] * base[j - (k - R)]
+        start = 2 * max_offset - k
+        out = out + offsets[:, k : k + 1] * padded[:, start : start + n]
+    return out
 
 
 def next_marked(origin: torch.Tensor, marks: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:

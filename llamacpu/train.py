@@ -144,7 +144,11 @@ def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: to
     device = machine.keys.device
     losses: dict[str, torch.Tensor] = {}
     if batch.planned:
-        prompt = machine.controller.tokenizer.batch(batch.prompts).to(device)
+        prompt = machine.controller.tokenizer.batch(batch.prompts)
+        offsets = machine.controller.config.position_offsets
+        if offsets:  # each episode's tags start at a random offset (evaluation: 0)
+            prompt.shift = torch.randint(0, offsets + 1, (len(batch.prompts),), generator=generator)
+        prompt = prompt.to(device)
         plan = machine.plan(prompt, batch.window)
         losses.update({
             "type": F.cross_entropy(plan.type_logits.flatten(0, 1), batch.types.flatten()),

@@ -188,9 +188,15 @@ def test_prompt_batch_is_left_padded_with_place_values() -> None:
 
 
 def test_prompt_place_values_saturate() -> None:
+    """Prompts keep every place (a tagged controller embeds places past MAX_PLACE); an untagged
+    one embeds every place past MAX_PLACE as MAX_PLACE."""
     digits = "9" * (MAX_PLACE + 8)
     prompt = PromptTokenizer().batch([digits, "1 2 3 4 5 6"])
-    assert prompt.places[0].tolist() == [MAX_PLACE] * 9 + list(range(MAX_PLACE - 1, 0, -1))
+    assert prompt.places[0].tolist() == list(range(MAX_PLACE + 8, 0, -1))
+    torch.manual_seed(0)
+    controller = ckpt.build_machine(small_run_config()).controller
+    emb = controller.prompt_embedding(prompt)[0]  # (L, d): the same digit, so only the place differs
+    assert all(torch.allclose(emb[k], emb[8]) for k in range(9)) and not torch.allclose(emb[8], emb[9])
     numbers = [n for n in prompt.numbers[1].tolist() if n]
     assert numbers == [1, 2, 3, MAX_NUMBERS, MAX_NUMBERS, MAX_NUMBERS]
 

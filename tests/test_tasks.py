@@ -371,18 +371,6 @@ def test_digit_string_learning_starts(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_multiplication_learning_starts_beside_the_general_cpus_oeu(tmp_path):
-    """A new MID controller beside the shipped general CPU's OEU (which knows the operator table):
-    275 steps of batch 16 on 1-digit-by-1-digit products, episodes of up to 65 steps (b trips of a
-    1-digit addition). Seed 0: 3/19 held out at step 200, 19/19 at 250 and 300 (from scratch:
-    8/19 at 250, 11/19 at 700). "0" is right whenever a factor is 0 (3 of the 19), so the other
-    products have their own bar."""
-    trainer = short_training("mul", 275, tmp_path / "run", batch_size=16, shipped_oeu=True)
-    accuracy, nonzero, n = held_out_accuracy(trainer, hard=lambda p: p[0] * p[1] != 0)
-    assert accuracy >= 0.6 and nonzero >= 0.5, f"held-out 1-digit mul {accuracy:.0%} of {n}, nonzero {nonzero:.0%}"
-
-
-@pytest.mark.slow
 def test_search_learning_starts(tmp_path):
     """From scratch: 400 steps on strings of 1 and 2 digits. Seed 0: 180/210 held out at step 400
     (those that find the digit: 33/42), 206/210 at 500. "Not found" is right for 168 of the 210,
