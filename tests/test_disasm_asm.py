@@ -228,7 +228,7 @@ def test_a_correct_cpu_runs_the_hand_written_program(isa):
     program = parse(ADD3, machine.isa, "add3.s")
     pcs = iter(reference_run(program, isa.layout.n_values).pc)
 
-    def next_pc(prompt_kv, mask, memory, control):
+    def next_pc(prompt_kv, mask, memory, control, shift=None):
         return nn.functional.one_hot(torch.tensor([next(pcs)]), memory.shape[1]).float(), torch.ones(1, 2)
 
     machine.controller.next_pc = next_pc
