@@ -119,7 +119,7 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
 
     from llamacpu.problems import addition_prompt, detect_task, parse_problem
 
-    layout = read_config_json(args.run).get("layout", {})
+    raw = read_config_json(args.run)
     _check_output(args)
     args.task = args.task or detect_task(args.problem)
     problem = parse_problem(args.task, args.problem)  # before torch: a typo is answered at once
@@ -130,8 +130,8 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
 
     task = get_task(args.task)
     try:
-        trained = SlotLayout(**layout)
-        growable = ControllerConfig.from_dict(read_config_json(args.run).get("controller", {})).growable
+        trained = SlotLayout(**raw.get("layout", {}))
+        growable = ControllerConfig.from_dict(raw.get("controller", {})).growable
     except (TypeError, LlamaCPUError) as err:
         raise UsageError(f"{args.run}/config.json: unusable layout or controller ({err})") from None
     # A run whose weights do not depend on the memory size runs a problem larger than its memory:
@@ -146,11 +146,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     task, program = _compile_problem(args)
     from llamacpu.checkpoint import load_machine
     from llamacpu.evaluate import free_run
-    from llamacpu.run_folder import read_config_json
     from llamacpu.trace import trace_from_run
 
-    trained_slots = read_config_json(args.run)["layout"]["n_slots"]
-    machine, _, ckpt = load_machine(args.run, n_slots=program.window if program.window > trained_slots else None)
+    machine, _, ckpt = load_machine(args.run, n_slots=program.window)  # grown only past the run's own memory
     run = free_run(machine, [program], record=True)
     trace = trace_from_run(machine, run, 0, task=task.name, **_checkpoint_meta(args.run, ckpt))
     path = _write(trace, args)

@@ -398,7 +398,7 @@ class Controller(nn.Module):
             places = places.clamp(max=self.config.n_tags - 1)
         else:
             places = places.clamp(max=MAX_PLACE)
-        return tokens + self.place_emb(places) + self.number_emb(prompt.numbers.clamp(max=MAX_NUMBERS))
+        return tokens + self.place_emb(places) + self.number_emb(prompt.numbers)
 
     def _run(self, embeds: torch.Tensor, mask: torch.Tensor, past: Any = None, attentions: bool = False) -> Any:
         """One backbone pass over embeds [B, M, d] with the full mask [B, L + M]."""

@@ -31,15 +31,13 @@ from llamacpu.isa import DATA, EMPTY, INST, OP, OPDEF, REG, ISA
 from llamacpu.phrasings import SYMBOLS, render
 from llamacpu.problems import ProblemError, parse_addition
 from llamacpu.tasks.base import IGNORE, Program, held_out, labelled
+from llamacpu.tasks.compiled import random_number
+from llamacpu.tasks.image import HEADER, PAGE, digits_of, number_of, opdef_addr
 
-HEADER = 20
-BLOCK = 10
+BLOCK = PAGE  # one digit's block is one address page
 BASE_ADDR = 14
 C_IN, A, B, T1, T2, R, I_ADD1, I_ADD2, I_MOD, I_DIV = range(BLOCK)
 TAIL = I_ADD2 + 1  # the tail page is used up to its HALT (COPY at I_ADD1, HALT at I_ADD2)
-
-def opdef_addr(op_name: str) -> int:
-    return 1 + OP[op_name]
 
 
 class AdditionTask:
@@ -92,9 +90,9 @@ class AdditionTask:
         :attr:`same_length` both have ``digits`` digits; otherwise one of them (either side) has a
         random length from 1 to ``digits``, so ``5 + 123`` is trained and evaluated too. With more
         than one phrasing, a third element picks one (uniformly)."""
-        first = _number(rng, digits)
+        first = random_number(rng, digits)
         other = digits if rng.random() < self.same_length else rng.randint(1, digits)
-        second = _number(rng, other)
+        second = random_number(rng, other)
         pair = (first, second) if rng.random() < 0.5 else (second, first)
         if len(self.phrasings) > 1:
             return (*pair, rng.randrange(len(self.phrasings)))
@@ -128,7 +126,7 @@ class AdditionTask:
         contents[BASE_ADDR] = 10
         roles[BASE_ADDR] = "base"
 
-        da, db = _digits(a, n), _digits(b, n)
+        da, db = digits_of(a, n), digits_of(b, n)
 
         def inst(addr: int, op: str, src1: int, src2: int, dst: int) -> None:
             types[addr] = INST
@@ -159,7 +157,7 @@ class AdditionTask:
         pc, results, writes, _ = labelled(isa, types, pointers, contents, max_steps=4 * n + 2)
 
         answer = a + b
-        answer_digits = _digits(answer, n + 1)
+        answer_digits = digits_of(answer, n + 1)
         return Program(
             prompt=prompt if prompt is not None else self.prompt(a, b),
             operands=(a, b),
@@ -187,14 +185,4 @@ class AdditionTask:
         result slot is not a digit, and the answer is then -1 (wrong)."""
         if any(d > 9 for d in digits):
             return -1
-        return sum(d * 10**i for i, d in enumerate(digits))
-
-
-def _number(rng: random.Random, digits: int) -> int:
-    """A number of exactly ``digits`` digits (1 digit: 0..9)."""
-    return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
-
-
-def _digits(x: int, n: int) -> list[int]:
-    """The n least significant decimal digits of x, least significant first."""
-    return [(x // 10**i) % 10 for i in range(n)]
+        return number_of(digits)

@@ -10,6 +10,7 @@ the size (``size_cap``: what the answer's digits or the value range allow), and 
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 
 from llamacpu.isa import ISA
 from llamacpu.problems import ProblemError, parse_problem
@@ -17,7 +18,7 @@ from llamacpu.tasks.base import Program, held_out
 from llamacpu.tasks.image import HEADER, PAGE, ImageBuilder, number_of
 
 
-class CompiledTask:
+class CompiledTask(ABC):
     name = ""
     planned = True  # compiled from a prompt by the plan phase
     size_name = "digits"
@@ -55,14 +56,17 @@ class CompiledTask:
     def build(self, problem: tuple[int, ...], isa: ISA) -> Program:
         return self.compile(problem, isa)
 
+    @abstractmethod
     def sample(self, rng: random.Random, size: int) -> tuple[int, ...]:
-        raise NotImplementedError
+        """A random problem of ``size`` (the curriculum's and evaluation's draw)."""
 
+    @abstractmethod
     def prompt(self, problem: tuple[int, ...]) -> str:
-        raise NotImplementedError
+        """The problem's canonical prompt, which names the task (its held-out hash too)."""
 
+    @abstractmethod
     def compile(self, problem: tuple[int, ...], isa: ISA) -> Program:
-        raise NotImplementedError
+        """The problem's target image and execution trace (ProblemError past the memory)."""
 
     def builder(self, isa: ISA, size: int) -> ImageBuilder:
         """An empty image for a problem of ``size``, refused (ProblemError) past the cap or the memory."""
