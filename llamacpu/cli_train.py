@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 PRESET_NAMES = "tiny, smollm2"
 COMPUTE_DTYPE_NAMES = ("auto", "bfloat16", "float32")
 AUTOCAST_NAMES = ("auto", "bfloat16", "off")  # controller.AUTOCAST_MODES, without importing torch
+PLAN_POSITIONS = ("sequence", "coupled")  # controller.PLAN_POSITIONS
+PLAN_ATTENTION = ("causal", "prompt")  # controller.PLAN_ATTENTION
 # Learning rates of a new run (docs/experiments.md, "Pretrained controllers", has the sweep behind them).
 DEFAULT_LR = 1e-3  # from scratch: every part of a tiny machine; heads, encoders and OEU beside a pretrained backbone
 DEFAULT_LORA_LR = 5e-4  # a pretrained backbone's LoRA adapters
@@ -67,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "of 0..N per training episode (Abacus-style; length generalization, docs/length-generalization.md)")
     p.add_argument("--no-rope", action="store_true",
                    help="a new run's backbone gets no rotary positions (order comes from tags and addresses)")
+    p.add_argument("--plan-positions", choices=PLAN_POSITIONS, default=None,
+                   help="a new run's rotary positions in the plan pass: sequence (token index, the default) or "
+                   "coupled (a digit at its place, a plan query at its page's place)")
+    p.add_argument("--plan-attention", choices=PLAN_ATTENTION, default=None,
+                   help="a new run's plan queries attend to the prompt and the queries before them (causal, the "
+                   "default) or to the prompt and themselves only (prompt)")
     p.add_argument("--absolute-slots", type=int, default=None, metavar="K",
                    help="a new run's absolute pointers reach the first K slots only; with --position-offsets the "
                    "run then evaluates in memory larger than it trained in")
@@ -136,7 +144,9 @@ def _new_run_config(args: argparse.Namespace) -> RunConfig:
                                   compute_dtype=args.compute_dtype or "auto", pc_modes=modes,
                                   status_register=not args.no_status_register, autocast=args.autocast or "auto",
                                   position_offsets=args.position_offsets or 0, rope=not args.no_rope,
-                                  absolute_slots=args.absolute_slots or 0)
+                                  absolute_slots=args.absolute_slots or 0,
+                                  plan_positions=args.plan_positions or "sequence",
+                                  plan_attention=args.plan_attention or "causal")
     layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
     train = TrainConfig(lr=args.lr or DEFAULT_LR, lora_lr=None if preset == "tiny" else args.lora_lr or DEFAULT_LORA_LR,
                         seed=args.seed or 0, optimizer="adamw8bit" if args.load_in_4bit else "adamw")
@@ -179,7 +189,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if resuming:
         config = ckpt.read_config(run_dir)
         for flag, given in (("--position-offsets", args.position_offsets is not None), ("--no-rope", args.no_rope),
-                            ("--absolute-slots", args.absolute_slots is not None)):
+                            ("--absolute-slots", args.absolute_slots is not None),
+                            ("--plan-positions", args.plan_positions is not None),
+                            ("--plan-attention", args.plan_attention is not None)):
             if given:
                 raise ckpt.RunError(f"{flag} shapes a new run; {run_dir} keeps the controller it was made with")
         if args.cpu and args.cpu != config.controller.preset:

@@ -55,6 +55,8 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 PC_MODES = ("next", "jump", "absolute", "relative")
 LEGACY_PC_MODES = ("absolute", "relative")  # the first machine's PC head (runs made before pc_modes existed)
 AUTOCAST_MODES = ("auto", "bfloat16", "off")
+PLAN_POSITIONS = ("sequence", "coupled")
+PLAN_ATTENTION = ("causal", "prompt")
 
 
 class ControllerError(LlamaCPUError):
@@ -84,6 +86,14 @@ class ControllerConfig:
     position_offsets: int = 0
     rope: bool = True  # False: every position id is 0 (no RoPE), order comes from tags and addresses
     absolute_slots: int = 0  # > 0: absolute pointers reach the first K slots only (0: all of memory)
+    # The plan pass's rotary positions: "sequence" (token index), or "coupled": a digit sits at its
+    # place (units 1), every other prompt token at 0, and a plan query at the place its page holds
+    # (header pages 0), so a query and the digits it reads are at distance 0 at every length
+    # (position coupling, Cho et al. 2024).
+    plan_positions: str = "sequence"
+    # What a plan query attends to: "causal" (the prompt and the queries before it) or "prompt"
+    # (the prompt and itself), so a query's slot cannot depend on how many queries precede it.
+    plan_attention: str = "causal"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pc_modes", tuple(self.pc_modes))
@@ -92,6 +102,10 @@ class ControllerConfig:
         unknown = [m for m in self.pc_modes if m not in PC_MODES]
         if unknown or not self.pc_modes:
             raise ControllerError(f"unknown PC modes {unknown} (known: {', '.join(PC_MODES)})")
+        if self.plan_positions not in PLAN_POSITIONS:
+            raise ControllerError(f"unknown plan positions {self.plan_positions!r} (known: {', '.join(PLAN_POSITIONS)})")
+        if self.plan_attention not in PLAN_ATTENTION:
+            raise ControllerError(f"unknown plan attention {self.plan_attention!r} (known: {', '.join(PLAN_ATTENTION)})")
         if self.position_offsets < 0 or self.absolute_slots < 0:
             raise ControllerError("position_offsets and absolute_slots are counts (0 or more)")
 
@@ -400,22 +414,45 @@ class Controller(nn.Module):
             places = places.clamp(max=MAX_PLACE)
         return tokens + self.place_emb(places) + self.number_emb(prompt.numbers)
 
-    def _run(self, embeds: torch.Tensor, mask: torch.Tensor, past: Any = None, attentions: bool = False) -> Any:
-        """One backbone pass over embeds [B, M, d] with the full mask [B, L + M]."""
+    def _run(self, embeds: torch.Tensor, mask: torch.Tensor, past: Any = None, attentions: bool = False,
+             positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None) -> Any:
+        """One backbone pass over embeds [B, M, d] with the full mask [B, L + M]; positions [B, M]
+        (default: counted along the mask) and attn_mask [B, 1, M, L + M] (default: causal) override."""
         start = mask.shape[1] - embeds.shape[1]
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:] if positions is None else positions
         if not self.config.rope:
             pos = torch.zeros_like(pos)  # RoPE at position 0 rotates nothing
         bf16 = self.config.bf16_autocast and embeds.is_cuda
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             return self.backbone(
                 inputs_embeds=embeds.to(self.dtype),
-                attention_mask=mask,
+                attention_mask=mask if attn_mask is None else attn_mask,
                 position_ids=pos,
                 use_cache=past is not None,
                 output_attentions=attentions,
                 **{_cache_kwarg(type(self.backbone)): past},
             )
+
+    def prompt_positions(self, prompt: Prompt) -> torch.Tensor | None:
+        """The prompt's rotary positions [B, L]: coupled, a digit at its place and every other token
+        at 0; None for sequence positions."""
+        return prompt.places if self.config.plan_positions == "coupled" else None
+
+    def plan_positions(self, prompt: Prompt, window: int) -> torch.Tensor | None:
+        """Rotary positions of the prompt and the W plan queries, [B, L + W], or None (sequence).
+        Coupled: block page p holds place p - 1 and its queries sit there; header queries at 0."""
+        if self.config.plan_positions != "coupled":
+            return None
+        page = torch.arange(window, device=prompt.ids.device) // self.page_size
+        place = torch.where(page >= HEADER_PAGES, page - (HEADER_PAGES - 1), 0)  # (W,)
+        return torch.cat([prompt.places, place.expand(prompt.ids.shape[0], -1)], dim=1)
+
+    def plan_attention_mask(self, prompt_mask: torch.Tensor, window: int) -> torch.Tensor | None:
+        """With ``plan_attention="prompt"``: [B, 1, L + W, L + W], the prompt causal over itself and
+        each plan query on the prompt and itself only; None for the usual causal mask."""
+        if self.config.plan_attention == "causal":
+            return None
+        return query_isolating_mask(prompt_mask, window, self.backbone.config._attn_implementation, self.dtype)
 
     def plan(self, prompt: Prompt, window: int, attentions: bool = False) -> PlanHeads:
         """Compile: a prompt [B, L] -> heads for every slot of a window of W addresses.
@@ -430,7 +467,9 @@ class Controller(nn.Module):
         embeds = self.prompt_embedding(prompt)  # (B, L, d)
         queries = (self.plan_query + self.address_embedding(window, device, prompt.shift)).expand(b, -1, -1)  # (B, W, d)
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
-        out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions)
+        out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions,
+                        positions=self.plan_positions(prompt, window),
+                        attn_mask=self.plan_attention_mask(mask, window))
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
         prompt_kv = _layer_kv(_output_cache(out), length=l)
         own = torch.eye(window, device=device).expand(b, -1, -1)  # (B, W, W) each query's own address
@@ -444,7 +483,8 @@ class Controller(nn.Module):
         """The prompt's keys and values per layer, computed once and reused by every cycle."""
         from transformers import DynamicCache
 
-        out = self._run(self.prompt_embedding(prompt), prompt.mask, past=DynamicCache())
+        out = self._run(self.prompt_embedding(prompt), prompt.mask, past=DynamicCache(),
+                        positions=self.prompt_positions(prompt))
         return _layer_kv(_output_cache(out))
 
     def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
@@ -475,6 +515,26 @@ class Controller(nn.Module):
 
 
 @functools.cache
+def query_isolating_mask(prompt_mask: torch.Tensor, window: int, attn_implementation: str,
+                         dtype: torch.dtype) -> torch.Tensor:
+    """A 4D attention mask [B, 1, L + W, L + W] for a prompt [B, L] (1 = token) followed by W plan
+    queries: prompt tokens attend causally to the prompt's tokens, a query to them and to itself.
+    Boolean (True = attend) for SDPA; additive (0 or the dtype's minimum) for eager attention,
+    which adds the mask to its scores. Every position sees itself, so that no row (left padding)
+    is masked whole, which would make softmax NaN."""
+    b, l = prompt_mask.shape
+    n = l + window
+    device = prompt_mask.device
+    allowed = torch.ones(n, n, dtype=torch.bool, device=device).tril()  # (N, N) causal
+    allowed[l:, l:] = torch.eye(window, dtype=torch.bool, device=device)
+    keys = torch.cat([prompt_mask.bool(), torch.ones(b, window, dtype=torch.bool, device=device)], dim=1)  # (B, N)
+    allowed = (allowed.unsqueeze(0) & keys.unsqueeze(1)) | torch.eye(n, dtype=torch.bool, device=device)  # (B, N, N)
+    if attn_implementation == "eager":
+        return torch.zeros(b, 1, n, n, dtype=dtype, device=device).masked_fill(~allowed.unsqueeze(1),
+                                                                            torch.finfo(dtype).min)
+    return allowed.unsqueeze(1)
+
+
 def _cache_kwarg(backbone_class: type) -> str:
     """The backbone's name for its KV cache argument: ``cache`` since transformers 5.2x, which
     warns about the older ``past_key_values`` on every call."""

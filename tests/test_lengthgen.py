@@ -136,6 +136,94 @@ def test_resuming_with_a_new_runs_option_is_one_clear_line(tmp_path):
     trainer.save()
     result = run_cli(["train", "--run", str(run), "--no-rope", "--max-steps", "2"], tmp_path)
     assert_one_clear_line(result, "--no-rope shapes a new run")
+    result = run_cli(["train", "--run", str(run), "--plan-attention", "prompt", "--max-steps", "2"], tmp_path)
+    assert_one_clear_line(result, "--plan-attention shapes a new run")
+
+
+def test_query_isolating_mask_by_hand():
+    """Two prompt tokens (the first left padding) and two queries: the prompt causal over its
+    tokens, each query on the prompt and itself, every row on itself (no row masked whole)."""
+    from llamacpu.controller import query_isolating_mask
+
+    allowed = query_isolating_mask(torch.tensor([[0, 1]]), 2, "sdpa", torch.float32)
+    assert allowed.shape == (1, 1, 4, 4)
+    assert allowed[0, 0].int().tolist() == [[1, 0, 0, 0],
+                                            [0, 1, 0, 0],
+                                            [0, 1, 1, 0],
+                                            [0, 1, 0, 1]]
+    additive = query_isolating_mask(torch.tensor([[0, 1]]), 2, "eager", torch.float32)
+    assert torch.equal(additive[0, 0] == 0, allowed[0, 0])
+    assert float(additive.min()) == torch.finfo(torch.float32).min
+
+
+def test_isolated_plan_queries_do_not_see_each_other():
+    """With plan_attention="prompt" a slot's plan does not depend on how many slots follow or
+    precede it: the first 60 slots of a 120-slot plan are those of a 60-slot plan, and moving
+    one query's embedding changes its own slot only."""
+    machine = tagged_machine(120, plan_attention="prompt", plan_positions="coupled", rope=True)
+    ctrl = machine.controller.eval()
+    prompt = ctrl.tokenizer.batch(["47 + 385", "6 + 1"])
+    short, long = ctrl.plan(prompt, 60), ctrl.plan(prompt, 120)
+    assert torch.allclose(short.type_logits, long.type_logits[:, :60], atol=1e-5)
+    assert torch.allclose(short.content_logits, long.content_logits[:, :60], atol=1e-5)
+    causal = tagged_machine(120, plan_positions="coupled", rope=True).controller.eval()
+    c_short, c_long = causal.plan(prompt, 60), causal.plan(prompt, 120)
+    assert torch.allclose(c_short.type_logits, c_long.type_logits[:, :60], atol=1e-5)  # causal: later queries unseen too ...
+    with torch.no_grad():
+        causal.offset_emb.weight[0] += 1.0  # ... but earlier ones are: move the queries at offset 0
+        ctrl.offset_emb.weight[0] += 1.0
+    moved, c_moved = ctrl.plan(prompt, 60), causal.plan(prompt, 60)
+    offset = torch.arange(60) % 10
+    assert torch.allclose(moved.type_logits[:, offset != 0], short.type_logits[:, offset != 0], atol=1e-5)
+    assert not torch.allclose(c_moved.type_logits[:, offset != 0], c_short.type_logits[:, offset != 0], atol=1e-3)
+
+
+def test_coupled_positions_put_a_query_beside_its_digits(monkeypatch):
+    """Coupled: a digit's rotary position is its place, other prompt tokens sit at 0, and the
+    queries of block page p at p - 1, the place that page holds."""
+    machine = tagged_machine(60, plan_positions="coupled", rope=True)
+    ctrl = machine.controller
+    seen = []
+    forward = type(ctrl.backbone).forward
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["position_ids"])
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(ctrl.backbone), "forward", spy)
+    ctrl.plan(ctrl.tokenizer.batch(["47 + 385"]), 60)
+    pos = seen[-1][0].tolist()
+    assert pos[:8] == [2, 1, 0, 0, 0, 3, 2, 1]  # "47 + 385"
+    pages = [pos[8 + page * 10: 8 + page * 10 + 10] for page in range(6)]
+    assert pages == [[0] * 10, [0] * 10] + [[p - 1] * 10 for p in range(2, 6)]
+    ctrl.encode_prompt(ctrl.tokenizer.batch(["47 + 385"]))  # the execute phase's prompt: the same positions
+    assert seen[-1][0].tolist() == pos[:8]
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_isolated_plan_runs_under_either_attention(attn):
+    """The mask is additive for eager attention and boolean for SDPA; both give one result."""
+    from transformers import LlamaConfig, LlamaModel
+
+    from llamacpu.controller import query_isolating_mask
+
+    torch.manual_seed(0)
+    model = LlamaModel(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=2, attn_implementation="eager")).eval()
+    x = torch.randn(2, 7, 16)
+    prompt_mask = torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    want = model(inputs_embeds=x, attention_mask=query_isolating_mask(prompt_mask, 2, "eager", torch.float32))
+    model.config._attn_implementation = attn
+    got = model(inputs_embeds=x, attention_mask=query_isolating_mask(prompt_mask, 2, attn, torch.float32))
+    assert torch.allclose(got.last_hidden_state[:, 1:], want.last_hidden_state[:, 1:], atol=1e-5)
+    assert torch.isfinite(got.last_hidden_state).all()
+
+
+def test_unknown_plan_modes_are_refused():
+    with pytest.raises(ControllerError, match="plan positions"):
+        ControllerConfig(plan_positions="absolute")
+    with pytest.raises(ControllerError, match="plan attention"):
+        ControllerConfig(plan_attention="bidirectional")
 
 
 def test_negative_offsets_are_refused():
