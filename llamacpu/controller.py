@@ -434,31 +434,18 @@ class Controller(nn.Module):
             )
 
     def prompt_positions(self, prompt: Prompt) -> torch.Tensor | None:
-        """The prompt's rotary positions [B, L]: coupled, a digit at its place plus the episode's
-        shift and every other token at 0; None for sequence positions."""
-        if self.config.plan_positions != "coupled":
-            return None
-        if prompt.shift is None:
-            return prompt.places
-        return prompt.places + (prompt.places > 0) * prompt.shift.unsqueeze(1)
+        """The prompt's rotary positions [B, L]: coupled, a digit at its place and every other token
+        at 0; None for sequence positions."""
+        return prompt.places if self.config.plan_positions == "coupled" else None
 
     def plan_positions(self, prompt: Prompt, window: int) -> torch.Tensor | None:
         """Rotary positions of the prompt and the W plan queries, [B, L + W], or None (sequence).
-        Coupled: block page p holds place p - 1 and its queries sit there, shifted like the digits;
-        header queries at 0 with the prompt's other tokens. The shift matters for what is not a
-        digit: a query and the digits of its place are at distance 0 at any shift, but a query and
-        the prompt's words at distance place + shift, so training with shifts up to N meets every
-        such distance a problem of N places has (a tail page, with no digits of its own, attends
-        to them: without the shift it fails past the trained length)."""
-        prompt_pos = self.prompt_positions(prompt)
-        if prompt_pos is None:
+        Coupled: block page p holds place p - 1 and its queries sit there; header queries at 0."""
+        if self.config.plan_positions != "coupled":
             return None
         page = torch.arange(window, device=prompt.ids.device) // self.page_size
-        block = page >= HEADER_PAGES
-        place = torch.where(block, page - (HEADER_PAGES - 1), 0).expand(prompt.ids.shape[0], -1)  # (B, W)
-        if prompt.shift is not None:
-            place = place + block * prompt.shift.unsqueeze(1)
-        return torch.cat([prompt_pos, place], dim=1)
+        place = torch.where(page >= HEADER_PAGES, page - (HEADER_PAGES - 1), 0)  # (W,)
+        return torch.cat([prompt.places, place.expand(prompt.ids.shape[0], -1)], dim=1)
 
     def plan_attention_mask(self, prompt_mask: torch.Tensor, window: int) -> torch.Tensor | None:
         """With ``plan_attention="prompt"``: [B, 1, L + W, L + W], the prompt causal over itself and
