@@ -75,6 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan-attention", choices=PLAN_ATTENTION, default=None,
                    help="a new run's plan queries attend to the prompt and the queries before them (causal, the "
                    "default) or to the prompt and themselves only (prompt)")
+    p.add_argument("--end-marker", action="store_true",
+                   help="a new run's plan queries on the window's last page carry a learned marker")
     p.add_argument("--absolute-slots", type=int, default=None, metavar="K",
                    help="a new run's absolute pointers reach the first K slots only; with --position-offsets the "
                    "run then evaluates in memory larger than it trained in")
@@ -146,7 +148,7 @@ def _new_run_config(args: argparse.Namespace) -> RunConfig:
                                   position_offsets=args.position_offsets or 0, rope=not args.no_rope,
                                   absolute_slots=args.absolute_slots or 0,
                                   plan_positions=args.plan_positions or "sequence",
-                                  plan_attention=args.plan_attention or "causal")
+                                  plan_attention=args.plan_attention or "causal", end_marker=args.end_marker)
     layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
     train = TrainConfig(lr=args.lr or DEFAULT_LR, lora_lr=None if preset == "tiny" else args.lora_lr or DEFAULT_LORA_LR,
                         seed=args.seed or 0, optimizer="adamw8bit" if args.load_in_4bit else "adamw")
@@ -191,7 +193,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         for flag, given in (("--position-offsets", args.position_offsets is not None), ("--no-rope", args.no_rope),
                             ("--absolute-slots", args.absolute_slots is not None),
                             ("--plan-positions", args.plan_positions is not None),
-                            ("--plan-attention", args.plan_attention is not None)):
+                            ("--plan-attention", args.plan_attention is not None),
+                            ("--end-marker", args.end_marker)):
             if given:
                 raise ckpt.RunError(f"{flag} shapes a new run; {run_dir} keeps the controller it was made with")
         if args.cpu and args.cpu != config.controller.preset:

@@ -94,6 +94,10 @@ class ControllerConfig:
     # What a plan query attends to: "causal" (the prompt and the queries before it) or "prompt"
     # (the prompt and itself), so a query's slot cannot depend on how many queries precede it.
     plan_attention: str = "causal"
+    # A learned marker on the plan queries of the window's last page: the harness sizes the window
+    # to the problem, so the page where a program ends (addition's tail) is known without looking
+    # at digits that sit at distances training never showed.
+    end_marker: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pc_modes", tuple(self.pc_modes))
@@ -366,6 +370,8 @@ class Controller(nn.Module):
         n_abs = min(config.absolute_slots, lay.n_slots) if config.absolute_slots else lay.n_slots
         self.number_emb = nn.Embedding(MAX_NUMBERS + 1, d, padding_idx=0)
         self.plan_query = nn.Parameter(torch.zeros(d))
+        if config.end_marker:
+            self.end_emb = nn.Parameter(torch.randn(d) * 0.02)
         self.exec_query = nn.Parameter(torch.zeros(d))
         self.type_head = nn.Linear(d, lay.n_types)
         self.pointer_heads = nn.ModuleList(PointerHead(d, n_abs, config.max_offset) for _ in range(lay.n_pointers))
@@ -466,6 +472,9 @@ class Controller(nn.Module):
         mask = prompt.mask
         embeds = self.prompt_embedding(prompt)  # (B, L, d)
         queries = (self.plan_query + self.address_embedding(window, device, prompt.shift)).expand(b, -1, -1)  # (B, W, d)
+        if self.config.end_marker:
+            last = torch.arange(window, device=device) // self.page_size == (window - 1) // self.page_size  # (W,)
+            queries = queries + last.unsqueeze(-1) * self.end_emb
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
         out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions,
                         positions=self.plan_positions(prompt, window),

@@ -178,6 +178,21 @@ def test_isolated_plan_queries_do_not_see_each_other():
     assert not torch.allclose(c_moved.type_logits[:, offset != 0], c_short.type_logits[:, offset != 0], atol=1e-3)
 
 
+def test_the_end_marker_moves_the_last_pages_queries_only():
+    """With isolated queries, zeroing the marker changes the slots of the window's last page and
+    no others (a 57-slot window: its last page is page 5, slots 50-56)."""
+    machine = tagged_machine(60, plan_attention="prompt", end_marker=True)
+    ctrl = machine.controller.eval()
+    prompt = ctrl.tokenizer.batch(["47 + 385"])
+    with torch.no_grad():
+        ctrl.end_emb.mul_(50.0)
+        marked = ctrl.plan(prompt, 57).type_logits
+        ctrl.end_emb.zero_()
+        plain = ctrl.plan(prompt, 57).type_logits
+    differs = (marked - plain).abs().amax(-1)[0] > 1e-4  # (W,)
+    assert differs[50:].all() and not differs[:50].any()
+
+
 def test_coupled_positions_put_a_query_beside_its_digits(monkeypatch):
     """Coupled: a digit's rotary position is its place, other prompt tokens sit at 0, and the
     queries of block page p at p - 1, the place that page holds."""
