@@ -81,19 +81,45 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LlamaCPUError as err:
-        print(f"llamacpu {args.command}: {err}", file=sys.stderr)
+        _report_bad_input(f"llamacpu {args.command}: {err}")
         return 2
     except BrokenPipeError:  # `llamacpu disasm ... | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print(f"llamacpu {args.command}: interrupted", file=sys.stderr)
+        if _is_main_process():
+            print(f"llamacpu {args.command}: interrupted", file=sys.stderr)
         return 130
     except (OSError, ValueError) as err:
         if os.environ.get("LLAMACPU_DEBUG"):
             raise
         print(f"llamacpu {args.command}: {err}", file=sys.stderr)
         return 2
+
+
+def _is_main_process() -> bool:
+    from llamacpu.distributed import world_from_env
+
+    try:
+        return world_from_env().is_main
+    except LlamaCPUError:  # a malformed RANK: speak
+        return True
+
+
+# How long a rank other than 0 waits before it exits on bad input: torchrun stops every rank as
+# soon as one fails, and rank 0, which reports it, may be a moment behind.
+REPORT_GRACE_S = 5.0
+
+
+def _report_bad_input(line: str) -> None:
+    """One line on stderr. Under torchrun every rank checks the same input and fails alike (the
+    checks are made so: llamacpu/distributed.py), so rank 0 alone says it: one line, not N."""
+    if _is_main_process():
+        print(line, file=sys.stderr)
+    else:
+        import time
+
+        time.sleep(REPORT_GRACE_S)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,11 @@ _OVERRIDES = {"task": "task", "max_digits": "max_digits", "batch_size": "batch_s
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from llamacpu import distributed
+
+    world = distributed.world_from_env()  # several processes under torchrun; else a world of one
+    if world.distributed and args.run is None:  # each rank would name its own folder by its clock
+        raise LlamaCPUError("several processes (torchrun) need --run DIR: one run folder they all train")
     run_dir = args.run or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     resuming = run_folder.is_run(run_dir)
     if run_dir.exists() and not resuming and (run_dir.is_file() or any(run_dir.iterdir())):
@@ -221,8 +226,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             config.train[key] = value
     device = pick_device(args.device)
-    config.train["device"] = device
+    config.train["device"] = device  # the kind; each rank of several trains on its own GPU of that kind
     train_cfg = TrainConfig.from_dict(config.train)
+    world.check_batch(train_cfg.batch_size)
     task = get_task(train_cfg.task)
     if train_cfg.max_digits < 1:
         raise LlamaCPUError("--max-digits must be at least 1")
@@ -238,28 +244,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise LlamaCPUError(f"{train_cfg.max_digits}-digit {task.name} needs {needed} slots; the memory has "
                             f"{config.layout.n_slots} (at most {task.max_digits_for(config.layout.n_slots)} digits; "
                             "see --slots)")
-    torch.manual_seed(train_cfg.seed)
-    machine = ckpt.build_machine(config, device)
     latest = ckpt.latest_checkpoint(run_dir) if resuming else None
-    ckpt.write_config(run_dir, config)
-    recorder = _make_recorder(args, run_dir, config, machine)
-    display = _Display(quiet=args.quiet, max_digits=train_cfg.max_digits)
-    trainer = Trainer(run_dir, machine, config, train_cfg, on_progress=display.update,
-                      on_check=recorder.on_check if recorder else None)
-    if latest is None and train_cfg.init_from:
-        fresh = ckpt.init_from(machine, Path(train_cfg.init_from))
-        display.console.log(f"started from {train_cfg.init_from} ({len(fresh)} tensors new)")
-    if latest is not None:
-        ckpt.load_weights(machine, latest)
-        trainer.load_state(ckpt.load_state(latest))
-        display.console.log(f"resumed {run_dir} at step {trainer.step}, stage {trainer.stage}")
-    if recorder is not None:
-        trainer.on_step = recorder.on_step
-    t0 = time.perf_counter()
-    with display:
-        summary = trainer.run(max_steps=args.max_steps)
-    wall = time.perf_counter() - t0
-    display.finish(trainer, summary, wall)
+    # Every rank has read the run folder: the process group's start waits for them all, and only
+    # then does rank 0 write to it (config, metrics, checkpoints, traces).
+    with distributed.process_group(world, world.rank_device(device)) as world:
+        torch.manual_seed(train_cfg.seed)
+        machine = ckpt.build_machine(config, world.device)
+        if world.is_main:
+            ckpt.write_config(run_dir, config)
+        recorder = _make_recorder(args, run_dir, config, machine) if world.is_main else None
+        display = _Display(quiet=args.quiet, max_digits=train_cfg.max_digits, silent=not world.is_main)
+        trainer = Trainer(run_dir, machine, config, train_cfg, on_progress=display.update,
+                          on_check=recorder.on_check if recorder else None, world=world)
+        if latest is None and train_cfg.init_from:
+            fresh = ckpt.init_from(machine, Path(train_cfg.init_from))
+            display.console.log(f"started from {train_cfg.init_from} ({len(fresh)} tensors new)")
+        if latest is not None:
+            ckpt.load_weights(machine, latest)
+            trainer.load_state(ckpt.load_state(latest))
+            display.console.log(f"resumed {run_dir} at step {trainer.step}, stage {trainer.stage}")
+        if world.distributed:
+            display.console.log(f"{world.size} processes, {train_cfg.batch_size // world.size} problems of each "
+                                f"batch of {train_cfg.batch_size} on each ({world.device.split(':')[0]})")
+        if recorder is not None:
+            trainer.on_step = recorder.on_step
+        t0 = time.perf_counter()
+        with display:
+            summary = trainer.run(max_steps=args.max_steps)
+        wall = time.perf_counter() - t0
+    if world.is_main:  # the final table: rank 0's weights are every rank's
+        display.finish(trainer, summary, wall)
     return 0
 
 
@@ -276,16 +290,16 @@ def _make_recorder(args: argparse.Namespace, run_dir: Path, config: RunConfig, m
 class _Display:
     """A rich progress bar per stage with the losses and the last competence check."""
 
-    def __init__(self, quiet: bool, max_digits: int) -> None:
+    def __init__(self, quiet: bool, max_digits: int, silent: bool = False) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, quiet=silent)  # silent: a rank other than 0 says nothing
         self.quiet = quiet
         self.progress = Progress(TextColumn("[bold]stage {task.fields[stage]}/" + str(max_digits)),
                                  BarColumn(), TextColumn("{task.completed:>5.0f} steps"),
                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                                 console=self.console, disable=quiet)
+                                 console=self.console, disable=quiet or silent)
         self.tasks: dict[int, Any] = {}
         self.last_check = ""
         self.stage_budget = 3000

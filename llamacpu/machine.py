@@ -53,6 +53,10 @@ class Teacher:
     p_pc: float = 0.0  # probability (per problem, per step) of running the target PC instead
     p_result: float = 0.0  # probability of writing the target result instead of the OEU's
     generator: torch.Generator | None = None
+    # (first row, whole batch) when these B rows are one data-parallel rank's share of a larger
+    # batch: every choice is drawn for the whole batch and this share kept, so the generator
+    # moves alike for any number of ranks (llamacpu/distributed.py).
+    rows_of: tuple[int, int] | None = None
 
 
 @dataclass
@@ -153,7 +157,7 @@ class Machine(nn.Module):
             mixes.append(mix)
             pc_used = _hard(pc) if hard else pc
             if teacher is not None and teacher.p_pc > 0:
-                pc_used = _substitute(pc_used, teacher.pc[:, t], teacher.p_pc, teacher.generator)
+                pc_used = _substitute(pc_used, teacher.pc[:, t], teacher.p_pc, teacher.generator, teacher.rows_of)
 
             inst = swm.read(memory, pc_used)  # (B, D) soft fetch
             keys = inst[:, isa.pointers_slice].unflatten(-1, (isa.layout.n_pointers, isa.layout.key_dim))
@@ -172,7 +176,8 @@ class Machine(nn.Module):
             if hard:
                 gate = (gate > 0.5).float()
             if teacher is not None and teacher.p_result > 0:
-                result = _substitute(result, teacher.result[:, t], teacher.p_result, teacher.generator)
+                result = _substitute(result, teacher.result[:, t], teacher.p_result, teacher.generator,
+                                     teacher.rows_of)
             halt = op[:, HALT_OP]
             halts.append(halt)
 
@@ -239,10 +244,13 @@ def _hard(probs: torch.Tensor) -> torch.Tensor:
     return F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
 
 
-def _substitute(chosen: torch.Tensor, target: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+def _substitute(chosen: torch.Tensor, target: torch.Tensor, p: float, generator: torch.Generator | None,
+                rows_of: tuple[int, int] | None = None) -> torch.Tensor:
     """Per problem, with probability p, the one-hot target replaces the machine's choice [B, X]
-    (never where the target is IGNORE: an episode past its end)."""
-    use = torch.rand(chosen.shape[0], generator=generator).to(chosen.device) < p
+    (never where the target is IGNORE: an episode past its end). ``rows_of``: see :class:`Teacher`."""
+    b = chosen.shape[0]
+    first, whole = rows_of if rows_of is not None else (0, b)
+    use = torch.rand(whole, generator=generator)[first: first + b].to(chosen.device) < p
     use = use & (target != IGNORE)
     forced = F.one_hot(target.clamp(min=0), chosen.shape[-1]).to(chosen.dtype)
     return torch.where(use.unsqueeze(-1), forced, chosen)

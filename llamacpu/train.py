@@ -12,8 +12,9 @@ as an uninterrupted one would.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,10 +22,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from llamacpu import checkpoint as ckpt
 from llamacpu.controller import Prompt
+from llamacpu.distributed import Shard, World, take_rows
 from llamacpu.evaluate import SizeResult, draw_held_out, evaluate
 from llamacpu.machine import Machine, Teacher
 from llamacpu.phrasings import phrasing_set
@@ -138,56 +141,110 @@ class HeldOut:
 
 
 def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: torch.Generator,
-                 table_rows: int) -> dict[str, torch.Tensor]:
+                 table_rows: int, shard: Shard | None = None) -> dict[str, torch.Tensor]:
     """Every loss of one batch, unweighted. The whole execute phase keeps its graph. Steps past
-    an episode's own end (padding) are masked out of every per-step loss."""
+    an episode's own end (padding) are masked out of every per-step loss.
+
+    ``shard``: the rows of ``batch`` this data-parallel rank trains (default all of them). Every
+    random choice is still drawn for the whole batch, and every mean divides this share's sum by
+    the whole batch's count times the share's fraction: the ranks' losses (and so the gradients
+    DDP averages) average to the whole batch's. The OEU's table loss is the same on every rank."""
     device = machine.keys.device
+    shard = shard or Shard.whole(len(batch.programs))
+    mean = _ShardMean(shard)
+    part = batch if shard.is_whole else take_rows(batch, shard.rows)
     losses: dict[str, torch.Tensor] = {}
     if batch.planned:
-        prompt = machine.controller.tokenizer.batch(batch.prompts)
+        prompt = machine.controller.tokenizer.batch(batch.prompts)  # the whole batch's padding
         offsets = machine.controller.config.position_offsets
         if offsets:  # each episode's tags start at a random offset (evaluation: 0)
             prompt.shift = torch.randint(0, offsets + 1, (len(batch.prompts),), generator=generator)
-        prompt = prompt.to(device)
-        plan = machine.plan(prompt, batch.window)
+        prompt = (prompt if shard.is_whole else take_rows(prompt, shard.rows)).to(device)
+        plan = machine.plan(prompt, part.window)
         losses.update({
-            "type": F.cross_entropy(plan.type_logits.flatten(0, 1), batch.types.flatten()),
-            "pointer": F.nll_loss(plan.pointers.clamp(min=1e-9).log().flatten(0, 2), batch.pointers.flatten(),
-                                  ignore_index=IGNORE),
-            "content": F.cross_entropy(plan.content_logits.flatten(0, 1), batch.contents.flatten(),
-                                       ignore_index=IGNORE),
+            "type": mean(F.cross_entropy, plan.type_logits.flatten(0, 1), part.types.flatten(),
+                         count=batch.types.numel()),
+            "pointer": mean(F.nll_loss, plan.pointers.clamp(min=1e-9).log().flatten(0, 2), part.pointers.flatten(),
+                            count=batch.pointers != IGNORE, ignore_index=IGNORE),
+            "content": mean(F.cross_entropy, plan.content_logits.flatten(0, 1), part.contents.flatten(),
+                            count=batch.contents != IGNORE, ignore_index=IGNORE),
         })
         memory, prompt_kv = plan.memory, plan.prompt_kv
         if tf > 0:  # scheduled sampling: some episodes start from the target image
-            use = (torch.rand(memory.shape[0], generator=generator) < tf).to(device)
-            memory = torch.where(use[:, None, None], batch.memory, memory)
+            use = (torch.rand(len(batch.programs), generator=generator)[shard.rows] < tf).to(device)
+            memory = torch.where(use[:, None, None], part.memory, memory)
     else:  # a program given as its memory image: the execute phase alone
-        prompt = Prompt.padding(len(batch.prompts), machine.controller.tokenizer.pad_id, device)
-        memory, prompt_kv = batch.memory, None
-    teacher = Teacher(batch.pc, batch.oeu_result, p_pc=tf, p_result=tf, generator=generator)
-    ex = machine.execute(prompt, memory, batch.steps, teacher=teacher, prompt_kv=prompt_kv, lengths=batch.lengths)
-    losses["pc"] = F.nll_loss(ex.pc.clamp(min=1e-9).log().flatten(0, 1), batch.pc.flatten(), ignore_index=IGNORE)
-    losses["oeu"] = F.cross_entropy(ex.oeu_logits.flatten(0, 1), batch.oeu_result.flatten(), ignore_index=IGNORE)
-    steps = torch.arange(batch.steps, device=device)
-    live = steps.unsqueeze(0) < batch.lengths.unsqueeze(1)  # (B, T)
-    halt_target = (steps.unsqueeze(0) == batch.lengths.unsqueeze(1) - 1).float()
+        prompt = Prompt.padding(len(part.prompts), machine.controller.tokenizer.pad_id, device)
+        memory, prompt_kv = part.memory, None
+    teacher = Teacher(part.pc, part.oeu_result, p_pc=tf, p_result=tf, generator=generator,
+                      rows_of=None if shard.is_whole else (shard.start, shard.total))
+    ex = machine.execute(prompt, memory, part.steps, teacher=teacher, prompt_kv=prompt_kv, lengths=part.lengths)
+    losses["pc"] = mean(F.nll_loss, ex.pc.clamp(min=1e-9).log().flatten(0, 1), part.pc.flatten(),
+                        count=batch.pc != IGNORE, ignore_index=IGNORE)
+    losses["oeu"] = mean(F.cross_entropy, ex.oeu_logits.flatten(0, 1), part.oeu_result.flatten(),
+                         count=batch.oeu_result != IGNORE, ignore_index=IGNORE)
+    steps = torch.arange(part.steps, device=device)
+    live = steps.unsqueeze(0) < part.lengths.unsqueeze(1)  # (B, T)
+    halt_target = (steps.unsqueeze(0) == part.lengths.unsqueeze(1) - 1).float()
     halt = F.binary_cross_entropy(ex.halt.clamp(1e-6, 1 - 1e-6), halt_target, reduction="none")
-    losses["halt"] = (halt * live).sum() / live.sum()
-    answer = machine.read_answer(ex.memory, batch.answer_slots)  # (B, R, C)
+    losses["halt"] = (halt * live).sum() / mean.denominator(batch.lengths.sum())  # the whole batch's live steps
+    answer = machine.read_answer(ex.memory, part.answer_slots)  # (B, R, C)
     if batch.answer_digits.numel():
-        losses["answer"] = F.nll_loss(answer.clamp(min=1e-9).log().flatten(0, 1), batch.answer_digits.flatten(),
-                                      ignore_index=IGNORE)
+        losses["answer"] = mean(F.nll_loss, answer.clamp(min=1e-9).log().flatten(0, 1), part.answer_digits.flatten(),
+                                count=batch.answer_digits != IGNORE, ignore_index=IGNORE)
     losses["table"] = machine.oeu.table_loss(table_rows, generator)
     return {k: v for k, v in losses.items() if torch.isfinite(v)}
 
 
+class _ShardMean:
+    """Means over the whole batch from one shard's elements: ``loss(..., reduction="sum")`` over
+    the shard divided by the whole batch's count of counted elements times the shard's fraction.
+    For the whole batch it is ``loss(...)`` with its own mean: one process computes what it always did."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+
+    def __call__(self, loss: Callable[..., torch.Tensor], *args: torch.Tensor, count: torch.Tensor | int,
+                 **options: Any) -> torch.Tensor:
+        if self.shard.is_whole:
+            return loss(*args, **options)
+        return loss(*args, reduction="sum", **options) / self.denominator(count)
+
+    def denominator(self, count: torch.Tensor | int) -> torch.Tensor | float:
+        """``count``: the whole batch's number of counted elements, or a mask [B, ...] of them."""
+        if isinstance(count, torch.Tensor) and count.dtype == torch.bool:
+            count = count.sum()
+        return count if self.shard.is_whole else count * self.shard.fraction
+
+
+class StepLoss(nn.Module):
+    """One batch's losses as a module's forward: what DDP wraps (it sets up its gradient
+    averaging when the forward is called through the wrapper); ``machine`` is the module."""
+
+    def __init__(self, machine: Machine) -> None:
+        super().__init__()
+        self.machine = machine
+
+    def forward(self, batch: ProgramBatch, tf: float, generator: torch.Generator, table_rows: int,
+                shard: Shard | None = None) -> dict[str, torch.Tensor]:
+        return batch_losses(self.machine, batch, tf, generator, table_rows, shard)
+
+
 class Trainer:
-    """The curriculum over one run folder; ``run()`` trains until done, out of budget or stopped."""
+    """The curriculum over one run folder; ``run()`` trains until done, out of budget or stopped.
+
+    ``world``: this process's place among data-parallel ranks (default: alone). Every rank
+    draws each whole batch and trains its share (:mod:`llamacpu.distributed`); rank 0 alone
+    evaluates, and every rank takes its verdict; rank 0 alone writes metrics and checkpoints
+    and calls ``on_progress``, ``on_check`` and ``on_step``."""
 
     def __init__(self, run_dir: Path, machine: Machine, run_config: ckpt.RunConfig, config: TrainConfig,
                  on_progress: Callable[[dict[str, Any]], None] | None = None,
-                 on_check: Callable[["Trainer", int, list[tuple[int, int]]], None] | None = None) -> None:
+                 on_check: Callable[["Trainer", int, list[tuple[int, int]]], None] | None = None,
+                 world: World | None = None) -> None:
         self.run_dir, self.machine, self.run_config, self.config = run_dir, machine, run_config, config
+        self.world = world or World()
+        self.world.check_batch(config.batch_size)
         self.task = get_task(config.task)
         if not config.mixed_lengths and hasattr(self.task, "same_length"):
             self.task.same_length = 1.0
@@ -203,8 +260,8 @@ class Trainer:
                 f"this memory has {machine.isa.layout.n_slots} (at most {max_ok} digits)")
         self.heldout = HeldOut(self.task, config)
         self.programs = get_task("programs")
-        self.on_progress = on_progress or (lambda record: None)
-        self.on_check = on_check
+        self.on_progress = on_progress if on_progress is not None and self.world.is_main else (lambda record: None)
+        self.on_check = on_check if self.world.is_main else None
         self.on_step: Callable[["Trainer"], None] | None = None  # e.g. the probe recorder
         freeze_parameters(machine, config.freeze)
         params = parameter_groups(machine, config, run_config.oeu.lr_scale)
@@ -224,6 +281,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []  # stage results
         self.data_rng = random.Random(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self._step_loss: nn.Module | None = None  # the losses' module, under DDP with several ranks (built at first use)
 
     def _lr_factor(self, _: int) -> float:
         return min(1.0, (self.step - self.stage_start + 1) / max(1, self.config.warmup))
@@ -247,7 +305,8 @@ class Trainer:
         self.data_rng.setstate(_rng_from_plain(state["data_rng"]))
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        self._forget_metrics_after(self.step)
+        if self.world.is_main:
+            self._forget_metrics_after(self.step)
 
     def _forget_metrics_after(self, step: int) -> None:
         """A run interrupted after its last checkpoint logged steps that the resume will run
@@ -262,12 +321,16 @@ class Trainer:
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, path)
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """A checkpoint of this step (rank 0 writes it; other ranks hold the same state)."""
+        if not self.world.is_main:
+            return None
         return ckpt.save_checkpoint(self.run_dir, self.machine, self.step, self.state())
 
     # ---- data ----
     def sample_batch(self) -> ProgramBatch:
-        """One batch: the current stage's sizes, or (replay) an earlier stage's; never a held-out problem."""
+        """One batch: the current stage's sizes, or (replay) an earlier stage's; never a held-out
+        problem. The whole batch on every rank: the data do not depend on the number of ranks."""
         task, stage = self.task, self.stage
         if self.config.programs_mix > 0 and self.data_rng.random() < self.config.programs_mix:
             task = self.programs  # random programs of the whole programs curriculum
@@ -296,7 +359,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         self.machine.train()
         batch = self.sample_batch()
-        losses = batch_losses(self.machine, batch, self.teacher_forcing(), self.generator, self.config.table_rows)
+        losses = self.losses(batch)
         total = sum(self.config.weights.get(k, 1.0) * v for k, v in losses.items())
         self.optimizer.zero_grad(set_to_none=True)
         if total.requires_grad:  # with freeze="cpu" a batch of random programs trains nothing
@@ -306,11 +369,25 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         self.scheduler.step()
-        out = {f"loss_{k}": float(v.detach()) for k, v in losses.items()}
-        out["loss_total"] = float(total.detach())
-        out["grad_norm"] = float(norm)
+        values = {f"loss_{k}": float(losses[k].detach()) if k in losses else math.nan for k in LOSS_NAMES}
+        values["loss_total"] = float(total.detach())
+        # Each rank's losses are its share's estimate of the batch's: their mean is the batch's.
+        out = {k: v for k, v in self.world.mean(values).items() if not math.isnan(v)}
+        out["grad_norm"] = float(norm)  # the same on every rank: gradients are averaged before clipping
         out["batch_digits"] = max(p.digits for p in batch.programs)
         return out
+
+    def losses(self, batch: ProgramBatch) -> dict[str, torch.Tensor]:
+        """This rank's losses of ``batch`` (through DDP when there are several ranks)."""
+        if self._step_loss is None:
+            # Built here, not in __init__: weights loaded after construction (resume, init_from)
+            # are in place when DDP checks that every rank starts from the same parameters.
+            # A batch of random programs has no plan phase: it leaves the plan heads without a
+            # gradient, which DDP must be told to expect (a search of every step's graph).
+            unused = self.config.programs_mix > 0 or not getattr(self.task, "planned", True)
+            self._step_loss = self.world.wrap(StepLoss(self.machine), find_unused=unused)
+        shard = self.world.shard(len(batch.programs)) if self.world.distributed else None
+        return self._step_loss(batch, self.teacher_forcing(), self.generator, self.config.table_rows, shard)
 
     def check(self, known: SizeResult | None = None) -> float:
         """Free-running accuracy on the held-out problems of every size up to the current stage;
@@ -349,6 +426,8 @@ class Trainer:
                         diagnostics=False, keep_failures=self.on_check is not None, **options)
 
     def log_metrics(self, record: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -360,7 +439,7 @@ class Trainer:
             if max_steps is not None and self.step >= max_steps:
                 break
             stats = self.train_step()
-            if self.on_step is not None:
+            if self.on_step is not None and self.world.is_main:
                 self.on_step(self)
             if self.step % c.log_every == 0:
                 elapsed = time.perf_counter() - t0
@@ -368,13 +447,14 @@ class Trainer:
                           "lr": self.scheduler.get_last_lr()[0],
                           "episodes_per_s": (self.step - n0) * c.batch_size / max(elapsed, 1e-9),
                           **stats}
+                if self.world.distributed:
+                    record["processes"] = self.world.size
                 self.log_metrics(record)
                 self.on_progress(record)
             full = self.step % c.eval_every == 0
             quick = not full and c.quick_every > 0 and self.step % c.quick_every == 0
-            passed_quick = self.quick_check() if quick else None
-            if full or passed_quick is not None:
-                accuracy = self.check(known=passed_quick)
+            accuracy = self.world.from_main(lambda: self.competence(full)) if full or quick else None
+            if accuracy is not None:
                 if accuracy >= c.threshold:
                     self._end_stage(passed=True, accuracy=accuracy)
                 elif self.step - self.stage_start >= c.stage_steps:
@@ -384,6 +464,12 @@ class Trainer:
         if self.step % c.checkpoint_every != 0 and not self.done:
             self.save()
         return {"step": self.step, "stage": self.stage, "done": self.done, "history": self.history}
+
+    def competence(self, full: bool) -> float | None:
+        """This step's check: a full one, or a quick one that calls a full one when it passes.
+        The full check's worst accuracy, or None when only a quick check ran (and failed)."""
+        passed_quick = None if full else self.quick_check()
+        return self.check(known=passed_quick) if full or passed_quick is not None else None
 
     def _end_stage(self, passed: bool, accuracy: float) -> None:
         entry = {"stage": self.stage, "passed": passed, "accuracy": accuracy,
