@@ -23,7 +23,7 @@ PRESET_NAMES = "tiny, smollm2"
 COMPUTE_DTYPE_NAMES = ("auto", "bfloat16", "float32")
 AUTOCAST_NAMES = ("auto", "bfloat16", "off")  # controller.AUTOCAST_MODES, without importing torch
 PLAN_POSITIONS = ("sequence", "coupled")  # controller.PLAN_POSITIONS
-PLAN_ATTENTION = ("causal", "prompt")  # controller.PLAN_ATTENTION
+PLAN_ATTENTION = ("causal", "prompt", "local")  # controller.PLAN_ATTENTION
 # Learning rates of a new run (docs/experiments.md, "Pretrained controllers", has the sweep behind them).
 DEFAULT_LR = 1e-3  # from scratch: every part of a tiny machine; heads, encoders and OEU beside a pretrained backbone
 DEFAULT_LORA_LR = 5e-4  # a pretrained backbone's LoRA adapters
@@ -74,7 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "coupled (a digit at its place, a plan query at its page's place)")
     p.add_argument("--plan-attention", choices=PLAN_ATTENTION, default=None,
                    help="a new run's plan queries attend to the prompt and the queries before them (causal, the "
-                   "default) or to the prompt and themselves only (prompt)")
+                   "default), to the prompt and themselves only (prompt), or to that within --plan-reach "
+                   "coupled positions, prompt tokens too (local; needs --plan-positions coupled)")
+    p.add_argument("--plan-reach", type=int, default=None, metavar="R",
+                   help="with --plan-attention local: how many places away a token sees (default 1)")
     p.add_argument("--end-marker", action="store_true",
                    help="a new run's plan queries on the window's last page carry a learned marker")
     p.add_argument("--absolute-slots", type=int, default=None, metavar="K",
@@ -148,7 +151,8 @@ def _new_run_config(args: argparse.Namespace) -> RunConfig:
                                   position_offsets=args.position_offsets or 0, rope=not args.no_rope,
                                   absolute_slots=args.absolute_slots or 0,
                                   plan_positions=args.plan_positions or "sequence",
-                                  plan_attention=args.plan_attention or "causal", end_marker=args.end_marker)
+                                  plan_attention=args.plan_attention or "causal", end_marker=args.end_marker,
+                                  plan_reach=1 if args.plan_reach is None else args.plan_reach)
     layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
     train = TrainConfig(lr=args.lr or DEFAULT_LR, lora_lr=None if preset == "tiny" else args.lora_lr or DEFAULT_LORA_LR,
                         seed=args.seed or 0, optimizer="adamw8bit" if args.load_in_4bit else "adamw")
@@ -199,7 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             ("--absolute-slots", args.absolute_slots is not None),
                             ("--plan-positions", args.plan_positions is not None),
                             ("--plan-attention", args.plan_attention is not None),
-                            ("--end-marker", args.end_marker)):
+                            ("--end-marker", args.end_marker), ("--plan-reach", args.plan_reach is not None)):
             if given:
                 raise ckpt.RunError(f"{flag} shapes a new run; {run_dir} keeps the controller it was made with")
         if args.cpu and args.cpu != config.controller.preset:

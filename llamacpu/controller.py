@@ -56,7 +56,7 @@ PC_MODES = ("next", "jump", "absolute", "relative")
 LEGACY_PC_MODES = ("absolute", "relative")  # the first machine's PC head (runs made before pc_modes existed)
 AUTOCAST_MODES = ("auto", "bfloat16", "off")
 PLAN_POSITIONS = ("sequence", "coupled")
-PLAN_ATTENTION = ("causal", "prompt")
+PLAN_ATTENTION = ("causal", "prompt", "local")
 
 
 class ControllerError(LlamaCPUError):
@@ -91,9 +91,12 @@ class ControllerConfig:
     # (header pages 0), so a query and the digits it reads are at distance 0 at every length
     # (position coupling, Cho et al. 2024).
     plan_positions: str = "sequence"
-    # What a plan query attends to: "causal" (the prompt and the queries before it) or "prompt"
-    # (the prompt and itself), so a query's slot cannot depend on how many queries precede it.
+    # What a plan query attends to: "causal" (the prompt and the queries before it), "prompt"
+    # (the prompt and itself), so a query's slot cannot depend on how many queries precede it, or
+    # "local": "prompt", and every token of the plan pass (prompt tokens too) sees only tokens at
+    # most plan_reach coupled positions away, so what a query computes is the same at any length.
     plan_attention: str = "causal"
+    plan_reach: int = 1
     # A learned marker on the plan queries of the window's last page: the harness sizes the window
     # to the problem, so the page where a program ends (addition's tail) is known without looking
     # at digits that sit at distances training never showed.
@@ -110,8 +113,11 @@ class ControllerConfig:
             raise ControllerError(f"unknown plan positions {self.plan_positions!r} (known: {', '.join(PLAN_POSITIONS)})")
         if self.plan_attention not in PLAN_ATTENTION:
             raise ControllerError(f"unknown plan attention {self.plan_attention!r} (known: {', '.join(PLAN_ATTENTION)})")
-        if self.position_offsets < 0 or self.absolute_slots < 0:
-            raise ControllerError("position_offsets and absolute_slots are counts (0 or more)")
+        if self.position_offsets < 0 or self.absolute_slots < 0 or self.plan_reach < 0:
+            raise ControllerError("position_offsets, absolute_slots and plan_reach are counts (0 or more)")
+        if self.plan_attention == "local" and self.plan_positions != "coupled":
+            raise ControllerError("local plan attention measures distance in coupled positions: "
+                                  "it needs plan_positions='coupled'")
 
     @property
     def tagged(self) -> bool:
@@ -453,12 +459,17 @@ class Controller(nn.Module):
         place = torch.where(page >= HEADER_PAGES, page - (HEADER_PAGES - 1), 0)  # (W,)
         return torch.cat([prompt.places, place.expand(prompt.ids.shape[0], -1)], dim=1)
 
-    def plan_attention_mask(self, prompt_mask: torch.Tensor, window: int) -> torch.Tensor | None:
-        """With ``plan_attention="prompt"``: [B, 1, L + W, L + W], the prompt causal over itself and
-        each plan query on the prompt and itself only; None for the usual causal mask."""
+    def plan_attention_mask(self, prompt: Prompt, window: int) -> torch.Tensor | None:
+        """[B, 1, L + W, L + W] for ``plan_attention`` "prompt" (the prompt causal over itself, each
+        plan query on the prompt and itself) and "local" (that, within ``plan_reach`` coupled
+        positions); None for the usual causal mask. ``window`` 0: the prompt alone."""
         if self.config.plan_attention == "causal":
             return None
-        return query_isolating_mask(prompt_mask, window, self.backbone.config._attn_implementation, self.dtype)
+        positions, reach = None, None
+        if self.config.plan_attention == "local":
+            positions, reach = self.plan_positions(prompt, window), self.config.plan_reach
+        return query_isolating_mask(prompt.mask, window, self.backbone.config._attn_implementation, self.dtype,
+                                    positions, reach)
 
     def plan(self, prompt: Prompt, window: int, attentions: bool = False) -> PlanHeads:
         """Compile: a prompt [B, L] -> heads for every slot of a window of W addresses.
@@ -478,7 +489,7 @@ class Controller(nn.Module):
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
         out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions,
                         positions=self.plan_positions(prompt, window),
-                        attn_mask=self.plan_attention_mask(mask, window))
+                        attn_mask=self.plan_attention_mask(prompt, window))
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
         prompt_kv = _layer_kv(_output_cache(out), length=l)
         own = torch.eye(window, device=device).expand(b, -1, -1)  # (B, W, W) each query's own address
@@ -493,7 +504,7 @@ class Controller(nn.Module):
         from transformers import DynamicCache
 
         out = self._run(self.prompt_embedding(prompt), prompt.mask, past=DynamicCache(),
-                        positions=self.prompt_positions(prompt))
+                        positions=self.prompt_positions(prompt), attn_mask=self.plan_attention_mask(prompt, 0))
         return _layer_kv(_output_cache(out))
 
     def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
@@ -525,9 +536,11 @@ class Controller(nn.Module):
 
 @functools.cache
 def query_isolating_mask(prompt_mask: torch.Tensor, window: int, attn_implementation: str,
-                         dtype: torch.dtype) -> torch.Tensor:
+                         dtype: torch.dtype, positions: torch.Tensor | None = None,
+                         reach: int | None = None) -> torch.Tensor:
     """A 4D attention mask [B, 1, L + W, L + W] for a prompt [B, L] (1 = token) followed by W plan
-    queries: prompt tokens attend causally to the prompt's tokens, a query to them and to itself.
+    queries: prompt tokens attend causally to the prompt's tokens, a query to them and to itself;
+    with ``positions`` [B, L + W] and ``reach``, only to those at most ``reach`` positions away.
     Boolean (True = attend) for SDPA; additive (0 or the dtype's minimum) for eager attention,
     which adds the mask to its scores. Every position sees itself, so that no row (left padding)
     is masked whole, which would make softmax NaN."""
@@ -537,7 +550,10 @@ def query_isolating_mask(prompt_mask: torch.Tensor, window: int, attn_implementa
     allowed = torch.ones(n, n, dtype=torch.bool, device=device).tril()  # (N, N) causal
     allowed[l:, l:] = torch.eye(window, dtype=torch.bool, device=device)
     keys = torch.cat([prompt_mask.bool(), torch.ones(b, window, dtype=torch.bool, device=device)], dim=1)  # (B, N)
-    allowed = (allowed.unsqueeze(0) & keys.unsqueeze(1)) | torch.eye(n, dtype=torch.bool, device=device)  # (B, N, N)
+    allowed = allowed.unsqueeze(0) & keys.unsqueeze(1)  # (B, N, N)
+    if reach is not None:
+        allowed = allowed & ((positions.unsqueeze(2) - positions.unsqueeze(1)).abs() <= reach)
+    allowed = allowed | torch.eye(n, dtype=torch.bool, device=device)
     if attn_implementation == "eager":
         return torch.zeros(b, 1, n, n, dtype=dtype, device=device).masked_fill(~allowed.unsqueeze(1),
                                                                             torch.finfo(dtype).min)

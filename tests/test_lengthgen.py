@@ -178,6 +178,36 @@ def test_isolated_plan_queries_do_not_see_each_other():
     assert not torch.allclose(c_moved.type_logits[:, offset != 0], c_short.type_logits[:, offset != 0], atol=1e-3)
 
 
+def test_local_plan_attention_is_the_same_at_any_length():
+    """With local attention of reach 0, the header pages and the pages of places 1 and 2 plan the
+    same slots for "12 + 34" and "99912 + 88834": nothing they see differs (tokens of the same
+    coupled position only), however long the numbers grow."""
+    machine = tagged_machine(120, plan_attention="local", plan_positions="coupled", rope=True, plan_reach=0)
+    ctrl = machine.controller.eval()
+    short = ctrl.plan(ctrl.tokenizer.batch(["12 + 34"]), 60)
+    long = ctrl.plan(ctrl.tokenizer.batch(["99912 + 88834"]), 100)
+    assert torch.allclose(short.type_logits[:, :40], long.type_logits[:, :40], atol=1e-5)
+    assert torch.allclose(short.content_logits[:, :40], long.content_logits[:, :40], atol=1e-5)
+    wide = tagged_machine(120, plan_attention="local", plan_positions="coupled", rope=True, plan_reach=3)
+    w_short = wide.controller.eval().plan(ctrl.tokenizer.batch(["12 + 34"]), 60)
+    w_long = wide.controller.plan(ctrl.tokenizer.batch(["99912 + 88834"]), 100)
+    assert not torch.allclose(w_short.content_logits[:, 20:40], w_long.content_logits[:, 20:40], atol=1e-4)
+
+
+def test_local_mask_by_hand():
+    """Positions 0, 2, 1 then a query at 1, reach 1: the token at 2 does not see the one at 0."""
+    from llamacpu.controller import query_isolating_mask
+
+    allowed = query_isolating_mask(torch.tensor([[1, 1, 1]]), 1, "sdpa", torch.float32,
+                                   torch.tensor([[0, 2, 1, 1]]), 1)
+    assert allowed[0, 0].int().tolist() == [[1, 0, 0, 0],
+                                            [0, 1, 0, 0],
+                                            [1, 1, 1, 0],
+                                            [1, 1, 1, 1]]
+    with pytest.raises(ControllerError, match="coupled"):
+        ControllerConfig(plan_attention="local")
+
+
 def test_the_end_marker_moves_the_last_pages_queries_only():
     """With isolated queries, zeroing the marker changes the slots of the window's last page and
     no others (a 57-slot window: its last page is page 5, slots 50-56)."""
