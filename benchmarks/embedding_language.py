@@ -25,7 +25,7 @@ from llamacpu.isa import DATA, ISA
 from llamacpu.plots_language import cosine_figure, cross_isa_figure, sum_grids_figure
 
 ANALOGIES = ("king - man + woman", "Paris - France + Italy", "Berlin - Germany + Japan", "walking - walk + swim",
-             "bigger - big + small", "uncle - man + woman", "3 + 4", "5 - 2")
+             "bigger - big + small", "uncle - man + woman", "3 + 4", "5 - 2", "three + four", "7 - 3")
 
 
 def codes(isa: ISA) -> torch.Tensor:
@@ -68,14 +68,14 @@ def smollm2() -> tuple[torch.Tensor, object]:
 
 
 def analogies(table: torch.Tensor, tok: object) -> list[dict]:
-    from llamacpu.embed import parse_expression
+    from llamacpu.embed import parse_expression, term_tokens
 
     out = []
     for expr in ANALOGIES:
         terms = parse_expression(expr)
         vecs, inputs = [], set()
         for t in terms:
-            ids, _ = tok.pieces(" " + t.text)
+            ids, _ = term_tokens(tok, t.text, space_prefix=True)
             vecs.append(table[ids].mean(0))
             inputs.update(ids)
         found = nearest(combine(terms, vecs), table, lambda i: tok.hf.decode([i]), 3, inputs)

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
                    help="rank the terms themselves too (word2vec leaves them out)")
     p.add_argument("--no-space-prefix", action="store_true",
                    help="tokens of a subword vocabulary: embed the term as typed, not as the word inside a sentence "
-                   "(' king'), which is the default")
+                   "(' king', the default where that is one token)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_embed)
 
@@ -100,12 +100,12 @@ def _token_label(tok: Any, i: int) -> str:
 
 def _tokens(terms: list[Any], table: Any, tok: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Each term's tokens, their signed sum, and the nearest vocabulary rows."""
-    from llamacpu.embed import EmbedError, combine, nearest
+    from llamacpu.embed import EmbedError, combine, nearest, term_tokens
 
-    prefix = " " if tok.hf is not None and not args.no_space_prefix else ""
+    prefix = tok.hf is not None and not args.no_space_prefix
     vectors, rows, inputs = [], [], set()
     for t in terms:
-        ids, pieces = tok.pieces(prefix + t.text)
+        ids, pieces = term_tokens(tok, t.text, prefix)
         if not ids or any(i >= table.shape[0] for i in ids):
             raise EmbedError(f"{t.text!r} has no tokens in this vocabulary")
         vectors.append(table[ids].float().mean(0))

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -90,6 +91,17 @@ def gguf_input_embeddings(path: Path) -> torch.Tensor:
         if t.name == "token_embd.weight":
             return torch.from_numpy(dequantize(t.data, t.tensor_type).copy()).float()
     raise EmbedError(f"{path}: no token_embd.weight tensor")
+
+
+def term_tokens(tokenizer: Any, text: str, space_prefix: bool) -> tuple[list[int], list[str]]:
+    """A term's token ids and pieces. With ``space_prefix`` (a subword vocabulary), the word as it
+    stands inside a sentence (``' king'``) when that is one token; otherwise the term as typed (in
+    SmolLM2 ``' 3'`` is ``' '`` then ``'3'``, and the space would dilute the digit)."""
+    if space_prefix:
+        ids, pieces = tokenizer.pieces(" " + text)
+        if len(ids) == 1:
+            return ids, pieces
+    return tokenizer.pieces(text)
 
 
 def integer_term(term: Term, count: int, what: str) -> int:

@@ -10,7 +10,7 @@ import torch
 
 from llamacpu import cli
 from llamacpu.cli_embed import SPACE_NAMES
-from llamacpu.embed import SPACES, EmbedError, Term, grid_hits, nearest, parse_expression, sum_grid
+from llamacpu.embed import SPACES, EmbedError, Term, grid_hits, nearest, parse_expression, sum_grid, term_tokens
 
 from machine_fixtures import FIXTURE_RUN, one_error_line
 from test_presets import save_tiny_llama
@@ -23,6 +23,22 @@ def test_expressions() -> None:
     with pytest.raises(EmbedError, match="empty term"):
         parse_expression("king - ")
     assert SPACE_NAMES == SPACES  # the CLI's copy, kept without importing torch
+
+
+class _Vocab:
+    """' king' is one token, ' 3' is a space and a digit (as in SmolLM2)."""
+
+    table = {" king": [7], "king": [5], " 3": [1, 3], "3": [3]}
+
+    def pieces(self, text: str) -> tuple[list[int], list[str]]:
+        ids = self.table[text]
+        return ids, [str(i) for i in ids]
+
+
+def test_a_term_is_the_word_in_a_sentence_where_that_is_one_token() -> None:
+    assert term_tokens(_Vocab(), "king", space_prefix=True)[0] == [7]
+    assert term_tokens(_Vocab(), "3", space_prefix=True)[0] == [3]  # not diluted by the space token
+    assert term_tokens(_Vocab(), "king", space_prefix=False)[0] == [5]
 
 
 def test_nearest_leaves_the_inputs_out() -> None:
@@ -70,7 +86,8 @@ def test_embed_keep_inputs_and_the_space_prefix(analogy_llama: Path, capsys) -> 
     assert cli.main(["embed", "k", "--cpu", str(analogy_llama), "--no-space-prefix", "--keep-inputs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["nearest"][0]["label"] == "k"  # a term is nearest itself
     assert cli.main(["embed", "k", "--cpu", str(analogy_llama), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["terms"][0]["pieces"] == [" ", "k"]  # ' k': the word in a sentence
+    # A character vocabulary has no one-token " k": the term is embedded as typed, not diluted by a space.
+    assert json.loads(capsys.readouterr().out)["terms"][0]["pieces"] == ["k"]
 
 
 def test_embed_a_runs_value_codes_and_slot_encoder(capsys) -> None:
