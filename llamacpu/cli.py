@@ -21,7 +21,8 @@ import warnings
 
 from llamacpu.errors import LlamaCPUError
 
-COMMAND_MODULES = ("llamacpu.cli_train", "llamacpu.cli_trace", "llamacpu.cli_asm", "llamacpu.cli_debug")
+COMMAND_MODULES = ("llamacpu.cli_train", "llamacpu.cli_trace", "llamacpu.cli_asm", "llamacpu.cli_debug",
+                   "llamacpu.cli_isa", "llamacpu.cli_embed")
 
 
 def build_parser() -> argparse.ArgumentParser:

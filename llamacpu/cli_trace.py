@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--plan", action="store_true", help="the memory image the plan phase compiled (soft)")
     which.add_argument("--step", type=int, metavar="N", help="memory after execute step N (0: before the first)")
+    which.add_argument("--tokens", action="store_true",
+                       help="the prompt as text pieces and token ids, and for each planned slot the prompt tokens "
+                       "it was compiled from (the plan query's attention over the prompt)")
     p.add_argument("--slots", metavar="A:B", help="only addresses A..B-1 (either end may be left out)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object: the trace, problem and step shown, and 'slots', one object per slot "
@@ -218,6 +221,8 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     trace = load_trace(args.trace)
     isa = trace_isa(trace)
     meta = trace["meta"]
+    if args.tokens:
+        return _disasm_tokens(args, trace, isa)
     t = int(meta["steps"])
     step = None
     if args.plan:
@@ -241,6 +246,22 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     print(f"; produced {meta['produced']}, expected {meta['expected']}, "
           f"{'right' if meta['correct'] else 'wrong'}, {'halted' if meta['halted'] else 'did not halt'}")
     print("\n".join(disassemble(memory, isa, roles, threshold=args.threshold, slots=slots)))
+    return 0
+
+
+def _disasm_tokens(args: argparse.Namespace, trace: dict[str, Any], isa: Any) -> int:
+    from llamacpu.tokens import NoPromptError, format_listing, listing_json, token_listing
+
+    if args.slots is not None:
+        raise UsageError("--slots goes with the memory listing, not with --tokens")
+    try:
+        listing = token_listing(trace, isa)
+    except NoPromptError as err:
+        raise UsageError(f"{args.trace}: {err}") from None
+    if args.json:
+        print(json.dumps({"trace": str(args.trace), **listing_json(listing)}))
+    else:
+        print("\n".join(format_listing(listing)))
     return 0
 
 

@@ -97,6 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every M steps (default 200)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all (resumable)")
     p.add_argument("--slots", type=int, default=None, help="memory size N (default 256)")
+    p.add_argument("--isa-seed", type=int, default=None, metavar="N",
+                   help="a new run's machine language: the seed its address keys are drawn from (default 0); "
+                   "machines of different seeds cannot run each other's code (docs/embedding-language.md)")
     p.add_argument("--seed", type=int, default=None, help="seed of initialization and data (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, or auto (default: cuda if available)")
     p.add_argument("--traces", type=Path, default=None, help="trace store (default traces/<run folder name>)")
@@ -153,7 +156,7 @@ def _new_run_config(args: argparse.Namespace) -> RunConfig:
                                   plan_positions=args.plan_positions or "sequence",
                                   plan_attention=args.plan_attention or "causal", end_marker=args.end_marker,
                                   plan_reach=1 if args.plan_reach is None else args.plan_reach)
-    layout = SlotLayout(n_slots=args.slots) if args.slots else SlotLayout()
+    layout = SlotLayout(n_slots=args.slots or SlotLayout.n_slots, key_seed=args.isa_seed or 0)
     train = TrainConfig(lr=args.lr or DEFAULT_LR, lora_lr=None if preset == "tiny" else args.lora_lr or DEFAULT_LORA_LR,
                         seed=args.seed or 0, optimizer="adamw8bit" if args.load_in_4bit else "adamw")
     return ckpt.RunConfig(layout=layout, controller=controller, train=config_dict(train))
@@ -203,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             ("--absolute-slots", args.absolute_slots is not None),
                             ("--plan-positions", args.plan_positions is not None),
                             ("--plan-attention", args.plan_attention is not None),
-                            ("--end-marker", args.end_marker), ("--plan-reach", args.plan_reach is not None)):
+                            ("--end-marker", args.end_marker), ("--plan-reach", args.plan_reach is not None),
+                            ("--isa-seed", args.isa_seed is not None)):
             if given:
                 raise ckpt.RunError(f"{flag} shapes a new run; {run_dir} keeps the controller it was made with")
         if args.cpu and args.cpu != config.controller.preset:

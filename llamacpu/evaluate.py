@@ -68,7 +68,19 @@ def free_run(machine: Machine, programs: list[Program], record: bool = False, fr
             execution = machine.execute(prompt, start, limit, hard=True, record=record, prompt_kv=prompt_kv)
     finally:
         machine.train(was_training)
-    digits = machine.read_answer(execution.memory, batch.answer_slots).argmax(-1).cpu()  # (B, R)
+    produced, correct = score(machine, programs, execution, batch.answer_slots)
+    return FreeRun(batch, prompt, plan, execution, produced, correct, plan_exact(plan, batch))
+
+
+def score(machine: Machine, programs: list[Program], execution: Execution,
+          answer_slots: torch.Tensor) -> tuple[list[int], list[bool]]:
+    """The answer each episode left in its result slots and whether it is right.
+
+    answer_slots: [B, R]. A compiled problem is right when it halted with the right number; a
+    random program when it halted at the interpreter's step with every written slot right (its
+    "produced" is then the count of right slots).
+    """
+    digits = machine.read_answer(execution.memory, answer_slots.to(execution.memory.device)).argmax(-1).cpu()  # (B, R)
     produced, correct = [], []
     for i, prog in enumerate(programs):
         got = digits[i, : prog.answer_slots.numel()]
@@ -79,7 +91,7 @@ def free_run(machine: Machine, programs: list[Program], record: bool = False, fr
         else:  # a random program: halted at the interpreter's step, every written slot right
             produced.append(int((got == prog.answer_digits).sum()))
             correct.append(halted and int(execution.steps[i]) == prog.steps and torch.equal(got, prog.answer_digits))
-    return FreeRun(batch, prompt, plan, execution, produced, correct, plan_exact(plan, batch))
+    return produced, correct
 
 
 def image_plan(batch: ProgramBatch, n_types: int, n_values: int) -> Plan:

@@ -78,3 +78,13 @@ def assert_one_clear_line(result: subprocess.CompletedProcess, *needles: str) ->
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def one_error_line(capsys: Any, argv: list[str]) -> str:
+    """``llamacpu ARGV`` in this process fails with exactly one line on stderr; returns it."""
+    from llamacpu import cli
+
+    assert cli.main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]

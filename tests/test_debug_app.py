@@ -446,6 +446,10 @@ def test_snapshot_plan_screen(snap_compare, trace_path):
     assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["a"])
 
 
+def test_snapshot_tokens_screen(snap_compare, trace_path):
+    assert snap_compare(make_app(trace_path), terminal_size=SIZE, press=["t"])
+
+
 def test_snapshot_too_small(snap_compare, trace_path):
     assert snap_compare(make_app(trace_path), terminal_size=(60, 20))
 

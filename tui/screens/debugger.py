@@ -16,6 +16,7 @@ from tui.model import TraceView
 from tui.screens.plan import PlanScreen
 from tui.screens.prompt import AskScreen, ConditionScreen
 from tui.screens.text import TextScreen
+from tui.screens.tokens import TokensScreen
 from tui.saved import SavedBreakpoints
 from tui.series import TrainingSeries
 from tui.session import Breakpoint, DebugSession, Kind, PositionError, Stop
@@ -51,6 +52,7 @@ class DebuggerScreen(Screen):
         Binding("d", "next_unlike", "next unlike compiler", id="plan.differs"),
         Binding("l", "listing", "listing", id="listing", show=False),
         Binding("a", "plan", "plan", id="plan", show=False),
+        Binding("t", "tokens", "tokens", id="tokens", show=False),
         Binding("left_square_bracket", "train(-1)", "prev train", id="train.prev", show=False),
         Binding("right_square_bracket", "train(1)", "next train", id="train.next", show=False),
         Binding("e", "export", "export", id="export", show=False),
@@ -287,6 +289,10 @@ class DebuggerScreen(Screen):
     def action_plan(self) -> None:
         """Show the plan: each slot with the prompt tokens it was compiled from."""
         self.app.push_screen(PlanScreen(self.view, cmap=self.query_one(AttentionPane).cmap))
+
+    def action_tokens(self) -> None:
+        """Show the prompt as token ids and pieces, and the tokens each slot was compiled from."""
+        self.app.push_screen(TokensScreen(self.view))
 
     def action_train(self, direction: int) -> None:
         """The same probe at the previous / next training step, at the same position."""
