@@ -300,6 +300,10 @@ class Trainer:
         self.step, self.stage, self.stage_start = int(state["step"]), int(state["stage"]), int(state["stage_start"])
         self.done = bool(state["done"])
         self.history = json.loads(state["history"])
+        last = self.history[-1] if self.history else None
+        if self.done and last and last["passed"] and last["stage"] == self.stage < self.config.max_digits:
+            # a finished curriculum resumed with a larger --max-digits goes on to the next stage
+            self.done, self.stage, self.stage_start = False, self.stage + 1, self.step
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.data_rng.setstate(_rng_from_plain(state["data_rng"]))

@@ -253,3 +253,20 @@ def test_cli_resume_matches_a_straight_run(tmp_path: Path) -> None:
     split = load_file(str(ckpt.latest_checkpoint(tmp_path / "split") / "model.safetensors"))
     assert_same_weights(split, straight)
     assert metrics(tmp_path / "split") == metrics(tmp_path / "straight")
+
+
+def test_a_finished_curriculum_resumed_with_more_digits_goes_on(tmp_path: Path) -> None:
+    """A run that passed its last stage is done; resumed with a larger max_digits it starts the
+    next stage where it stopped, and ends after that one."""
+    run = tmp_path / "run"
+    short = small_run_config(train=small_train_config(max_digits=1, eval_every=2, quick_every=0, threshold=0.0))
+    first = make_trainer(run, short)
+    first.run(max_steps=20)
+    assert first.done and [h["stage"] for h in first.history] == [1]
+    longer = small_run_config(train=small_train_config(max_digits=2, eval_every=2, quick_every=0, threshold=0.0))
+    second = make_trainer(run, longer)
+    assert not second.done and second.stage == 2 and second.stage_start == first.step
+    second.run(max_steps=40)
+    assert second.done and [(h["stage"], h["passed"]) for h in second.history] == [(1, True), (2, True)]
+    again = make_trainer(run, longer)  # nothing left to do at 2
+    assert again.done and again.stage == 2
