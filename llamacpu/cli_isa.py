@@ -87,6 +87,7 @@ def cmd_cross(args: argparse.Namespace) -> int:
     from llamacpu.cross_isa import cross
     from llamacpu.evaluate import draw_held_out
     from llamacpu.tasks import get_task
+    from llamacpu.tasks.base import sized
     from llamacpu.train import TrainConfig
 
     run_b = args.run_b or args.run_a
@@ -99,7 +100,7 @@ def cmd_cross(args: argparse.Namespace) -> int:
     b_reads_prompt = getattr(b_task, "planned", True)
     too_big = [d for d in sizes if task.slots_needed(d) > min(cfg_a.layout.n_slots, cfg_b.layout.n_slots)]
     if too_big:
-        raise LlamaCPUError(f"{too_big[0]}-digit {task.name} needs {task.slots_needed(too_big[0])} slots; "
+        raise LlamaCPUError(f"{sized(task, too_big[0])} needs {task.slots_needed(too_big[0])} slots; "
                             f"the machines have {cfg_a.layout.n_slots} and {cfg_b.layout.n_slots}")
     for run in (args.run_a, run_b):
         if latest_checkpoint(run) is None:

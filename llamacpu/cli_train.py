@@ -198,6 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from llamacpu import checkpoint as ckpt
     from llamacpu.tasks import get_task
+    from llamacpu.tasks.base import sized
     from llamacpu.train import Trainer, TrainConfig
 
     if resuming:
@@ -249,9 +250,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if train_cfg.task == "programs" and train_cfg.max_digits > task.max_stages():
         raise LlamaCPUError(f"the programs curriculum has {task.max_stages()} stages, not {train_cfg.max_digits}")
     if needed > config.layout.n_slots:
-        raise LlamaCPUError(f"{train_cfg.max_digits}-digit {task.name} needs {needed} slots; the memory has "
-                            f"{config.layout.n_slots} (at most {task.max_digits_for(config.layout.n_slots)} digits; "
-                            "see --slots)")
+        raise LlamaCPUError(f"{sized(task, train_cfg.max_digits)} needs {needed} slots; the memory has "
+                            f"{config.layout.n_slots} (at most {task.max_digits_for(config.layout.n_slots)} "
+                            f"{task.size_name}; see --slots)")
     latest = ckpt.latest_checkpoint(run_dir) if resuming else None
     # Every rank has read the run folder: the process group's start waits for them all, and only
     # then does rank 0 write to it (config, metrics, checkpoints, traces).
@@ -401,6 +402,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from llamacpu import checkpoint as ckpt
     from llamacpu.evaluate import bucket_order, evaluate, results_json
     from llamacpu.tasks import get_task
+    from llamacpu.tasks.base import sized
     from llamacpu.train import TrainConfig
 
     config = ckpt.read_config(args.run)
@@ -424,8 +426,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise LlamaCPUError(f"--phrasings applies to addition, not to {task.name}")
     too_big = [d for d in sizes if task.slots_needed(d) > config.layout.n_slots]
     if too_big:
-        what = (f"a {too_big[0]}-instruction program" if task.name == "programs"
-                else f"{too_big[0]}-digit {task.name}")
+        what = f"a {too_big[0]}-instruction program" if task.name == "programs" else sized(task, too_big[0])
         raise LlamaCPUError(f"{what} needs up to {task.slots_needed(too_big[0])} slots; this "
                             f"machine has {config.layout.n_slots}")
     _note_untrained_sizes(args.run, sizes)

@@ -32,7 +32,7 @@ from llamacpu.evaluate import SizeResult, draw_held_out, evaluate
 from llamacpu.machine import Machine, Teacher
 from llamacpu.phrasings import phrasing_set
 from llamacpu.tasks import ProgramBatch, collate, get_task
-from llamacpu.tasks.base import IGNORE
+from llamacpu.tasks.base import IGNORE, sized
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +256,8 @@ class Trainer:
                 raise ckpt.RunError(f"the programs curriculum has {max_ok} stages; --max-digits {config.max_digits} "
                                     "asks for more")
             raise ckpt.RunError(
-                f"{config.max_digits}-digit {config.task} needs {self.task.slots_needed(config.max_digits)} slots; "
-                f"this memory has {machine.isa.layout.n_slots} (at most {max_ok} digits)")
+                f"{sized(self.task, config.max_digits)} needs {self.task.slots_needed(config.max_digits)} slots; "
+                f"this memory has {machine.isa.layout.n_slots} (at most {max_ok} {self.task.size_name})")
         self.heldout = HeldOut(self.task, config)
         self.programs = get_task("programs")
         self.on_progress = on_progress if on_progress is not None and self.world.is_main else (lambda record: None)

@@ -396,3 +396,14 @@ def test_sorting_learning_starts_beside_the_general_cpus_oeu(tmp_path):
     trainer = short_training("sort", 175, tmp_path / "run", shipped_oeu=True)
     accuracy, unsorted, n = held_out_accuracy(trainer, hard=lambda p: list(p) != sorted(p))
     assert accuracy >= 0.8 and unsorted >= 0.6, f"held-out 1-2 digit sort {accuracy:.0%} of {n}, unsorted {unsorted:.0%}"
+
+
+def test_sizes_are_named_in_each_tasks_own_words(tmp_path):
+    from llamacpu.tasks.base import sized
+
+    assert sized(get_task("add"), 8) == "8-digit add"
+    assert sized(get_task("search"), 5) == "5-item search"
+    assert sized(get_task("programs"), 12) == "12-instruction programs"
+    result = run_cli(["train", "--run", str(tmp_path / "run"), "--task", "search", "--max-digits", "40",
+                      "--slots", "60", "--no-traces"], tmp_path)
+    assert_one_clear_line(result, "40-item search needs")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 from dataclasses import dataclass, field
 
@@ -11,6 +13,14 @@ from llamacpu.isa import EMPTY, ISA
 
 IGNORE = -100  # target index that no loss reads (pointers of data slots, content of instructions)
 HELD_OUT_FRACTION = 0.2  # of every task's problems, at every size
+
+
+_SIZE_UNITS = {"digits": "digit", "items": "item", "length": "instruction"}
+
+
+def sized(task: Any, size: int) -> str:
+    """A problem's size in the task's own words: "8-digit add", "5-item sort", "12-instruction programs"."""
+    return f"{size}-{_SIZE_UNITS.get(getattr(task, 'size_name', 'digits'), 'digit')} {task.name}"
 
 
 def held_out(key: str, fraction: float = HELD_OUT_FRACTION) -> bool:
