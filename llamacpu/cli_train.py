@@ -374,20 +374,31 @@ def parse_digits(text: str) -> list[int]:
     return sizes
 
 
-def _note_untrained_sizes(run_dir: Path, sizes: list[int]) -> None:
+def _note_untrained_sizes(run_dir: Path, sizes: list[int], task: Any) -> None:
     """One stderr line naming the sizes past what the run was trained on (eval's problems have
-    operands of one length: the largest is what matters)."""
+    operands of one length: the largest is what matters). Addition knows its operands' lengths
+    (llamacpu.trained_range); another task's range is its last passed stage's size."""
     import sys
 
+    from llamacpu.tasks.base import size_unit
     from llamacpu.trained_range import run_trained_range
 
     trained = run_trained_range(run_dir)
-    if trained is None:
+    if trained is not None:
+        past = [d for d in sizes if not trained.contains((10 ** (d - 1), 10 ** (d - 1)))]
+        described = trained.describe()
+    elif task.name != "programs":
+        passed = [r.get("stage") for r in run_folder.read_metrics(run_dir)
+                  if r.get("event") == "stage_end" and r.get("passed") and isinstance(r.get("stage"), int)]
+        largest = task.stage_size(max(passed)) if passed else 0
+        past = [d for d in sizes if d > largest]
+        described = (f"this run was trained on 1-{largest} {task.size_name}" if largest
+                     else "this run has passed no curriculum stage yet")
+    else:
         return
-    past = [d for d in sizes if not trained.contains((10 ** (d - 1), 10 ** (d - 1)))]
     if past:
         which = ", ".join(str(d) for d in past)
-        print(f"llamacpu eval: note: {which}-digit problems are outside the trained range: {trained.describe()}",
+        print(f"llamacpu eval: note: {which}-{size_unit(task)} problems are outside the trained range: {described}",
               file=sys.stderr)
 
 
@@ -429,7 +440,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         what = f"a {too_big[0]}-instruction program" if task.name == "programs" else sized(task, too_big[0])
         raise LlamaCPUError(f"{what} needs up to {task.slots_needed(too_big[0])} slots; this "
                             f"machine has {config.layout.n_slots}")
-    _note_untrained_sizes(args.run, sizes)
+    _note_untrained_sizes(args.run, sizes, task)
     results = []
     for d in sizes:  # held-out problems only (a hash of each problem decides), distinct, up to --trials
         results.append(evaluate(machine, task, d, args.trials, seed=f"eval-{args.seed}-{d}"))

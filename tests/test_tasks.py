@@ -407,3 +407,19 @@ def test_sizes_are_named_in_each_tasks_own_words(tmp_path):
     result = run_cli(["train", "--run", str(tmp_path / "run"), "--task", "search", "--max-digits", "40",
                       "--slots", "60", "--no-traces"], tmp_path)
     assert_one_clear_line(result, "40-item search needs")
+
+
+def test_eval_notes_sizes_past_a_tasks_trained_range(tmp_path):
+    """A copy run that passed its 2-item stage: eval at 5 items says 5 is past 1-2 items."""
+    import json as json_
+
+    from machine_fixtures import make_trainer, small_run_config, small_train_config
+
+    run = tmp_path / "run"
+    trainer = make_trainer(run, small_run_config(n_slots=80, train=small_train_config(task="copy", max_digits=2)))
+    trainer.save()
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json_.dumps({"event": "stage_end", "stage": 2, "passed": True, "accuracy": 1.0, "at_step": 0}) + "\n")
+    result = run_cli(["eval", "--run", str(run), "--task", "copy", "--digits", "2,5", "--trials", "1", "--json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "5-item problems are outside the trained range: this run was trained on 1-2 items" in result.stderr

@@ -18,9 +18,14 @@ HELD_OUT_FRACTION = 0.2  # of every task's problems, at every size
 _SIZE_UNITS = {"digits": "digit", "items": "item", "length": "instruction"}
 
 
+def size_unit(task: Any) -> str:
+    """One unit of the task's size: "digit", "item" or "instruction"."""
+    return _SIZE_UNITS.get(getattr(task, "size_name", "digits"), "digit")
+
+
 def sized(task: Any, size: int) -> str:
     """A problem's size in the task's own words: "8-digit add", "5-item sort", "12-instruction programs"."""
-    return f"{size}-{_SIZE_UNITS.get(getattr(task, 'size_name', 'digits'), 'digit')} {task.name}"
+    return f"{size}-{size_unit(task)} {task.name}"
 
 
 def held_out(key: str, fraction: float = HELD_OUT_FRACTION) -> bool:
