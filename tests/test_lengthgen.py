@@ -292,3 +292,32 @@ def test_shift_distribution_one_offset_at_a_time_matches_all_at_once(monkeypatch
     one_hot[0, 10] = 1.0
     moved = memory.shift_distribution(one_hot, torch.eye(9)[[6]], 4)  # offset +2
     assert int(moved.argmax()) == 12
+
+
+SHIPPED = Path(__file__).parent.parent / "llamacpu" / "runs" / "add-lengthgen"
+
+
+def test_the_shipped_lengthgen_run_plans_far_past_its_training():
+    """llamacpu/runs/add-lengthgen trained on at most 8 digits: its plans for held-out 40-digit
+    problems (five times the trained length) equal the compiler's images, memory grown to fit."""
+    from llamacpu.evaluate import draw_held_out, plan_exact
+    from llamacpu.tasks import collate, get_task
+
+    task = get_task("add")
+    machine, config, _ = ckpt.load_machine(SHIPPED, n_slots=task.slots_needed(40))
+    assert config.train["max_digits"] == 8 and config.controller.plan_attention == "local"
+    machine.eval()
+    programs = [task.build(p, machine.isa) for p in draw_held_out(task, 40, 10, "shipped-40")]
+    batch = collate(programs, machine.isa)
+    with torch.no_grad():
+        plan = machine.plan(machine.controller.tokenizer.batch(batch.prompts), batch.window)
+    assert sum(plan_exact(plan, batch)) >= 9
+
+
+def test_the_shipped_lengthgen_run_adds_past_its_training(tmp_path):
+    """Free running, 12-digit held-out problems (never trained): eval's answers are right."""
+    result = run_cli(["eval", "--run", str(SHIPPED), "--digits", "12", "--trials", "10", "--json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "outside the trained range" in result.stderr
+    record = json.loads(result.stdout)["results"][0]
+    assert record["digits"] == 12 and record["correct"] >= 9
