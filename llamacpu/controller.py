@@ -400,17 +400,22 @@ class Controller(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.backbone.get_input_embeddings().weight.dtype
 
+    def page_places(self, window: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every address's page [W] and the place its page holds [W]: block page p holds place
+        p - 1 (page 2 the units), header pages none (0)."""
+        page = torch.arange(window, device=device) // self.page_size
+        return page, torch.where(page >= HEADER_PAGES, page - (HEADER_PAGES - 1), 0)
+
     def address_embedding(self, window: int, device: torch.device, shift: torch.Tensor | None = None) -> torch.Tensor:
         """Page plus offset embedding of every address: [W, d], or [B, W, d] with position tags,
         where block page p carries tag p - 1 + shift (the tag of place p - 1: page 2 holds the units)."""
         addr = torch.arange(window, device=device)
         offset = self.offset_emb(addr % self.page_size)
-        page = addr // self.page_size
+        page, place = self.page_places(window, device)
         if not self.config.tagged:
             return self.page_emb(page) + offset  # (W, d)
         shift = torch.zeros(1, dtype=torch.long, device=device) if shift is None else shift
-        block = page >= HEADER_PAGES
-        tag = torch.where(block, page - (HEADER_PAGES - 1), 0) + block * shift.unsqueeze(1)  # (B, W)
+        tag = place + (page >= HEADER_PAGES) * shift.unsqueeze(1)  # (B, W)
         tag = tag.clamp(max=self.config.n_tags - 1)
         return self.page_emb(page.clamp(max=HEADER_PAGES)) + self.place_emb(tag) + offset  # (B, W, d)
 
@@ -453,23 +458,23 @@ class Controller(nn.Module):
     def plan_positions(self, prompt: Prompt, window: int) -> torch.Tensor | None:
         """Rotary positions of the prompt and the W plan queries, [B, L + W], or None (sequence).
         Coupled: block page p holds place p - 1 and its queries sit there; header queries at 0."""
-        if self.config.plan_positions != "coupled":
+        prompt_pos = self.prompt_positions(prompt)
+        if prompt_pos is None:
             return None
-        page = torch.arange(window, device=prompt.ids.device) // self.page_size
-        place = torch.where(page >= HEADER_PAGES, page - (HEADER_PAGES - 1), 0)  # (W,)
-        return torch.cat([prompt.places, place.expand(prompt.ids.shape[0], -1)], dim=1)
+        _, place = self.page_places(window, prompt.ids.device)  # (W,)
+        return torch.cat([prompt_pos, place.expand(prompt.ids.shape[0], -1)], dim=1)
 
-    def plan_attention_mask(self, prompt: Prompt, window: int) -> torch.Tensor | None:
+    def plan_attention_mask(self, prompt: Prompt, window: int,
+                            positions: torch.Tensor | None = None) -> torch.Tensor | None:
         """[B, 1, L + W, L + W] for ``plan_attention`` "prompt" (the prompt causal over itself, each
-        plan query on the prompt and itself) and "local" (that, within ``plan_reach`` coupled
-        positions); None for the usual causal mask. ``window`` 0: the prompt alone."""
+        plan query on the prompt and itself) and "local" (that, within ``plan_reach`` of the coupled
+        ``positions`` [B, L + W], :meth:`plan_positions`); None for the usual causal mask.
+        ``window`` 0: the prompt alone."""
         if self.config.plan_attention == "causal":
             return None
-        positions, reach = None, None
-        if self.config.plan_attention == "local":
-            positions, reach = self.plan_positions(prompt, window), self.config.plan_reach
+        local = self.config.plan_attention == "local"
         return query_isolating_mask(prompt.mask, window, self.backbone.config._attn_implementation, self.dtype,
-                                    positions, reach)
+                                    positions if local else None, self.config.plan_reach if local else None)
 
     def plan(self, prompt: Prompt, window: int, attentions: bool = False) -> PlanHeads:
         """Compile: a prompt [B, L] -> heads for every slot of a window of W addresses.
@@ -484,12 +489,12 @@ class Controller(nn.Module):
         embeds = self.prompt_embedding(prompt)  # (B, L, d)
         queries = (self.plan_query + self.address_embedding(window, device, prompt.shift)).expand(b, -1, -1)  # (B, W, d)
         if self.config.end_marker:
-            last = torch.arange(window, device=device) // self.page_size == (window - 1) // self.page_size  # (W,)
-            queries = queries + last.unsqueeze(-1) * self.end_emb
+            page, _ = self.page_places(window, device)
+            queries = queries + (page == page[-1]).unsqueeze(-1) * self.end_emb  # the window's last page
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
+        positions = self.plan_positions(prompt, window)  # (B, L + W) or None
         out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions,
-                        positions=self.plan_positions(prompt, window),
-                        attn_mask=self.plan_attention_mask(prompt, window))
+                        positions=positions, attn_mask=self.plan_attention_mask(prompt, window, positions))
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
         prompt_kv = _layer_kv(_output_cache(out), length=l)
         own = torch.eye(window, device=device).expand(b, -1, -1)  # (B, W, W) each query's own address
@@ -504,7 +509,8 @@ class Controller(nn.Module):
         from transformers import DynamicCache
 
         out = self._run(self.prompt_embedding(prompt), prompt.mask, past=DynamicCache(),
-                        positions=self.prompt_positions(prompt), attn_mask=self.plan_attention_mask(prompt, 0))
+                        positions=self.prompt_positions(prompt),
+                        attn_mask=self.plan_attention_mask(prompt, 0, self.plan_positions(prompt, 0)))
         return _layer_kv(_output_cache(out))
 
     def next_pc(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor,
