@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import signal
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,12 +281,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         if recorder is not None:
             trainer.on_step = recorder.on_step
         t0 = time.perf_counter()
-        with display:
+        with display, _stop_on_signal(trainer, display.console, enabled=not world.distributed):
             summary = trainer.run(max_steps=args.max_steps)
         wall = time.perf_counter() - t0
     if world.is_main:  # the final table: rank 0's weights are every rank's
         display.finish(trainer, summary, wall)
     return 0
+
+
+@contextlib.contextmanager
+def _stop_on_signal(trainer: Any, console: Any, enabled: bool = True) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (``timeout``) asks the trainer to stop after the step in flight, which it
+    checkpoints, so a resumed run loses nothing; a second signal stops at once. Under torchrun
+    (``enabled=False``) the ranks would stop at different steps, so a signal stops them at once
+    and the last periodic checkpoint is where they resume."""
+    if not enabled:
+        yield
+        return
+
+    def ask(signum: int, _frame: Any) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        console.log(f"{signal.Signals(signum).name}: stopping after step {trainer.step + 1} "
+                    "and saving a checkpoint (again to stop at once)")
+
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _make_recorder(args: argparse.Namespace, run_dir: Path, config: RunConfig, machine: Any) -> Any:

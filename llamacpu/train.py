@@ -278,6 +278,7 @@ class Trainer:
         self.stage_start = 0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.done = False
+        self.stop_requested = False  # set from a signal handler: stop after this step, checkpoint kept
         self.history: list[dict[str, Any]] = []  # stage results
         self.data_rng = random.Random(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -436,11 +437,14 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def run(self, max_steps: int | None = None) -> dict[str, Any]:
-        """Train until every stage passed, a stage ran out of budget, or ``max_steps`` in all."""
+        """Train until every stage passed, a stage ran out of budget, ``max_steps`` in all, or a stop
+        was requested (``stop_requested``: the step in flight finishes and is checkpointed)."""
         c = self.config
         t0, n0 = time.perf_counter(), self.step
         while not self.done:
             if max_steps is not None and self.step >= max_steps:
+                break
+            if self.stop_requested:
                 break
             stats = self.train_step()
             if self.on_step is not None and self.world.is_main:

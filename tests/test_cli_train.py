@@ -139,3 +139,37 @@ def test_bad_input_leaves_no_run_behind(bad_results: tuple[Path, dict[str, subpr
     assert not any((root / f"new{i}").exists() for i in range(1, 9))
     assert sorted(p.name for p in (root / "notes").iterdir()) == ["todo.txt"]
     assert (root / "a-file").read_text() == "x"
+
+
+def test_ctrl_c_stops_after_the_step_and_keeps_it(tmp_path: Path) -> None:
+    """SIGINT mid-training: the step in flight ends, is checkpointed (not only every 1000 steps),
+    the exit is clean, and a resumed run goes on from there."""
+    import os
+    import signal
+
+    from machine_fixtures import LLAMACPU
+
+    run = tmp_path / "r"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen([str(LLAMACPU), "train", "--run", str(run), "--max-digits", "1", "--no-traces", "--quiet",
+                             "--checkpoint-every", "1000", "--set", "log_every=1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and sum('"train"' in line for line in metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "SIGINT: stopping after step" in err, err
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"train"' in line]
+    last = (run / "latest").read_text().strip()
+    assert last == f"ckpt-{steps[-1]:07d}" and steps[-1] >= 3 and steps[-1] % 1000, (last, steps)
+
+    resumed = run_cli(["train", "--run", str(run), "--max-steps", str(steps[-1] + 1), "--no-traces", "--quiet"],
+                      cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at step {steps[-1]}," in resumed.stderr, resumed.stderr
