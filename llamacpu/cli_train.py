@@ -378,6 +378,8 @@ class _Display:
             self.console.log(f"[red]stage {summary['stage']} ran out of its step budget")
         elif not summary["done"]:
             self.console.log(f"stopped at step {summary['step']} (stage {summary['stage']}); run again to resume")
+        if trainer.stop_requested:  # asked to stop: no evaluation of every size on the way out
+            return
         table = Table(title=f"held-out free-running accuracy after {summary['step']} steps ({wall:.0f} s)")
         for col in ("digits", "problems", "correct", "accuracy", "halted", "plan exact"):
             table.add_column(col, justify="right")

@@ -165,6 +165,7 @@ def test_ctrl_c_stops_after_the_step_and_keeps_it(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "SIGINT: stopping after step" in err, err
+    assert "held-out free-running accuracy" not in out + err  # asked to stop: no final evaluation
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"train"' in line]
     last = (run / "latest").read_text().strip()
     assert last == f"ckpt-{steps[-1]:07d}" and steps[-1] >= 3 and steps[-1] % 1000, (last, steps)
