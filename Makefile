@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch; a bare `torch` with none installed would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+# Test processes: the slow tests are seeded one-thread trainings, so two processes of one thread
+# each use both of a 2-core machine's cores (about half the wall time of one two-thread process).
+TEST_JOBS ?= 2
 
 .PHONY: install demo test bench clean
 
@@ -22,7 +25,7 @@ demo: install
 	$(BIN)/llamacpu train --run runs/quickstart --max-digits 2
 
 test: install
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 bench: install
 	$(BIN)/python benchmarks/train_throughput.py

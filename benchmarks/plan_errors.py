@@ -1,9 +1,10 @@
-"""Where a plan goes wrong, page by page: for held-out addition problems of each size, the share
+"""Where a plan goes wrong, page by page: for held-out problems of each size, the share
 of slots of every page and in-page offset whose type, content or pointers differ from the
 compiler's image (the plan alone, no execution, so it is quick on a CPU even at 100 digits).
 
-    python benchmarks/plan_errors.py RUN --digits 8,12,16 [--trials 20] [--all-pages]
+    python benchmarks/plan_errors.py RUN --digits 8,12,16 [--trials 20] [--all-pages] [--task T]
 
+The task is the run's own unless ``--task`` names another.
 Prints one line per page that has an error (and the last two pages, where addition's tail is).
 The length-generalization figures in docs/length-generalization.md come from it.
 """
@@ -22,9 +23,10 @@ from llamacpu.tasks import collate, get_task
 from llamacpu.tasks.base import IGNORE
 
 
-def page_errors(run: Path, digits: int, trials: int, seed: int = 123) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
+def page_errors(run: Path, digits: int, trials: int, seed: int = 123,
+                task_name: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
     """-> wrong [pages, page_size] (share of problems), per-kind wrong [pages] and the exact-plan share."""
-    task = get_task("add")
+    task = get_task(task_name or ckpt.read_config(run).train.get("task", "add"))
     machine, _, _ = ckpt.load_machine(run, n_slots=max(256, task.slots_needed(digits)))
     machine.eval()
     programs = [task.build(p, machine.isa) for p in draw_held_out(task, digits, trials, seed)]
@@ -51,9 +53,10 @@ def main() -> None:
     parser.add_argument("--digits", default="8,16")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--all-pages", action="store_true")
+    parser.add_argument("--task", default=None, help="task of the problems (default: the run's)")
     args = parser.parse_args()
     for digits in (int(d) for d in args.digits.split(",")):
-        wrong, per_kind, exact = page_errors(args.run, digits, args.trials)
+        wrong, per_kind, exact = page_errors(args.run, digits, args.trials, task_name=args.task)
         print(f"{digits} digits: plans exact {exact:.0%} of {args.trials}; wrong slots per page and offset")
         pages = wrong.shape[0]
         for p in range(pages):

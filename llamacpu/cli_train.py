@@ -127,6 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="addition's prompts: symbols, the trained phrasings, or the held-out phrasings no run "
                    "trains on (default: the run's own)")
     e.add_argument("--trials", type=int, default=500, help="problems per size (default 500)")
+    e.add_argument("--batch-size", type=int, default=None, help="problems run together (default 100, fewer past "
+                   "about 100 digits so that memory stays bounded: one at a time at 1000)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation problems")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.add_argument("--device", default=None, help="cpu, cuda, or auto")
@@ -438,6 +440,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.trials < 1:
         raise LlamaCPUError("--trials must be at least 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise LlamaCPUError("--batch-size must be at least 1")
     run_folder.check_run(args.run)
 
     from llamacpu import checkpoint as ckpt
@@ -473,7 +477,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _note_untrained_sizes(args.run, sizes, task)
     results = []
     for d in sizes:  # held-out problems only (a hash of each problem decides), distinct, up to --trials
-        results.append(evaluate(machine, task, d, args.trials, seed=f"eval-{args.seed}-{d}"))
+        results.append(evaluate(machine, task, d, args.trials, seed=f"eval-{args.seed}-{d}", batch_size=args.batch_size))
     if args.json:
         out = results_json(task.name, results)
         if hasattr(task, "phrasings"):

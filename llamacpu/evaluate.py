@@ -144,13 +144,28 @@ def draw_held_out(task: Any, size: int, trials: int, seed: Any) -> list[tuple[in
     return list(found)
 
 
+EVAL_BATCH = 100  # problems per free-running batch, at most
+# batch x window^2, at most: the plan pass attends over the prompt and every slot of the window, so
+# its attention scores grow with the square of the problem (100 problems of 100 digits fit).
+EVAL_BATCH_AREA = EVAL_BATCH * 1100 ** 2
+
+
+def eval_batch_size(window: int) -> int:
+    """Problems per batch for programs of ``window`` slots: 100 up to about 100-digit additions,
+    then fewer, so that a batch's plan attention stays the same size (one 1000-digit addition)."""
+    return max(1, min(EVAL_BATCH, EVAL_BATCH_AREA // max(window, 1) ** 2))
+
+
 def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
-             batch_size: int = 100, problems: list[tuple[int, ...]] | None = None,
+             batch_size: int | None = None, problems: list[tuple[int, ...]] | None = None,
              diagnostics: bool = True, keep_failures: bool = False,
              max_failures: int | None = None) -> SizeResult:
     """Accuracy on up to ``trials`` held-out problems of one size drawn with ``seed`` (or the given
     problems). With ``max_failures``, stops after the first batch that takes the failures past
-    it: the result then covers the problems run so far (``trials`` says how many)."""
+    it: the result then covers the problems run so far (``trials`` says how many). ``batch_size``:
+    problems run together (default :func:`eval_batch_size` of the size's window)."""
+    if batch_size is None:
+        batch_size = eval_batch_size(task.slots_needed(digits))
     if problems is None:
         problems = draw_held_out(task, digits, trials, seed)
     n = correct = halted = exact = from_target = 0  # n: problems run so far

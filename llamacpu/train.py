@@ -54,7 +54,8 @@ class TrainConfig:
     stage_steps: int = 3000  # step budget of one stage
     replay: float = 0.5  # probability that a batch is of an earlier size (each equally likely)
     tf_start: float = 0.5  # scheduled sampling: probability of using a target, annealed ...
-    tf_steps: int = 400  # ... linearly to zero over this many steps of each stage
+    tf_steps: int = 400  # ... linearly to ``tf_end`` over this many steps of each stage
+    tf_end: float = 0.0  # where the annealing stops (loops: a floor keeps soft runs near their targets)
     table_rows: int = 1024  # random rows of the OEU's own table per step
     eval_every: int = 100  # full competence check (every size up to the stage, logged) every this many steps
     quick_every: int = 25  # between full checks, a quick check of the stage's own size (0: none); it stops at the
@@ -358,7 +359,8 @@ class Trainer:
 
     def teacher_forcing(self) -> float:
         c = self.config
-        return max(0.0, c.tf_start * (1 - (self.step - self.stage_start) / max(1, c.tf_steps)))
+        annealed = c.tf_start * (1 - (self.step - self.stage_start) / max(1, c.tf_steps))
+        return max(c.tf_end, annealed, 0.0)
 
     # ---- loop ----
     def train_step(self) -> dict[str, float]:

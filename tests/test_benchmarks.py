@@ -36,3 +36,25 @@ def test_slotwise_plan_is_one_call_per_slot_with_the_plan_heads_shapes() -> None
     assert torch.allclose(ours.pointers[:, 0], slotwise.pointers[:, 0], atol=1e-5)
     for (k1, v1), (k2, v2) in zip(ours.prompt_kv, slotwise.prompt_kv):
         assert torch.allclose(k1, k2, atol=1e-5) and torch.allclose(v1, v2, atol=1e-5)
+
+
+def test_llama_memory_builds_the_shape_it_names_and_extrapolates_per_layer(tmp_path: Path) -> None:
+    """The 8B memory benchmark's folder has the asked shape and loads as a controller; its
+    extrapolation is peak(1) + (target - 1) * (peak(2) - peak(1))."""
+    from llama_memory import LlamaShape, extrapolate, save_llama
+    from transformers import AutoConfig
+
+    from llamacpu.controller import PromptTokenizer, load_pretrained
+
+    shape = LlamaShape(hidden=32, intermediate=64, heads=4, kv_heads=2, vocab=300)
+    save_llama(tmp_path / "llama", shape, layers=2)
+    config = AutoConfig.from_pretrained(tmp_path / "llama")
+    assert (config.hidden_size, config.intermediate_size, config.num_hidden_layers) == (32, 64, 2)
+    assert (config.num_key_value_heads, config.vocab_size, config.tie_word_embeddings) == (2, 300, False)
+    model, tokenizer = load_pretrained(ControllerConfig(preset=str(tmp_path / "llama")))
+    ids, _ = PromptTokenizer(tokenizer).pieces("12 + 345")
+    assert len(ids) == 8 and model.get_input_embeddings().weight.shape == (300, 32)
+    rows = {1: {"peak": 5000.0}, 2: {"peak": 5600.0}}
+    out = extrapolate(rows, 32, "peak")
+    assert out["per_layer_mib"] == 600.0 and out["total_mib"] == 5000.0 + 31 * 600.0
+    assert extrapolate({1: rows[1]}, 32, "peak") is None

@@ -29,3 +29,17 @@ def test_tiny_learns_one_digit_addition(tmp_path: Path) -> None:
     result = evaluate(trainer.machine, trainer.task, 1, len(problems), seed=0, problems=problems, diagnostics=False)
     assert result.accuracy >= 0.95, f"held-out 1-digit accuracy {result.accuracy:.0%} after {trainer.step} steps"
     assert result.halted == result.trials
+
+
+def test_teacher_forcing_anneals_to_its_floor(tmp_path: Path) -> None:
+    """Scheduled sampling falls linearly from tf_start over tf_steps of each stage, to tf_end."""
+    from machine_fixtures import small_run_config, small_train_config
+
+    for end, last in ((0.0, 0.0), (0.2, 0.2)):
+        cfg = small_train_config(tf_start=0.5, tf_steps=100, tf_end=end)
+        trainer = make_trainer(tmp_path / f"run-{end}", small_run_config(train=cfg))
+        seen = []
+        for step in (0, 50, 100, 1000):
+            trainer.step = trainer.stage_start + step
+            seen.append(round(trainer.teacher_forcing(), 6))
+        assert seen == [0.5, max(0.25, end), last, last]

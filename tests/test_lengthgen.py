@@ -321,3 +321,26 @@ def test_the_shipped_lengthgen_run_adds_past_its_training(tmp_path):
     assert "outside the trained range" in result.stderr
     record = json.loads(result.stdout)["results"][0]
     assert record["digits"] == 12 and record["correct"] >= 9
+
+
+def test_eval_batches_shrink_with_the_problem_and_do_not_change_answers():
+    """A batch holds 100 problems up to about 100 digits, one at 1000 (the plan's attention grows
+    with the square of the window); free running does not depend on how problems are batched."""
+    from llamacpu.evaluate import eval_batch_size
+    from llamacpu.tasks import get_task
+
+    task = get_task("add")
+    assert eval_batch_size(task.slots_needed(8)) == 100
+    assert eval_batch_size(task.slots_needed(100)) == 100
+    assert eval_batch_size(task.slots_needed(300)) == 13
+    assert eval_batch_size(task.slots_needed(1000)) == 1
+    machine, _, _ = ckpt.load_machine(SHIPPED)
+    machine.eval()
+    together = evaluate(machine, task, 3, 12, seed="batching", diagnostics=False)
+    apart = evaluate(machine, task, 3, 12, seed="batching", diagnostics=False, batch_size=5, keep_failures=True)
+    assert (together.trials, together.correct, together.plan_exact) == (apart.trials, apart.correct, apart.plan_exact)
+
+
+def test_eval_refuses_an_empty_batch(tmp_path):
+    result = run_cli(["eval", "--run", str(SHIPPED), "--batch-size", "0"], tmp_path)
+    assert_one_clear_line(result, "--batch-size must be at least 1")
