@@ -37,6 +37,7 @@ from llamacpu.tasks.base import IGNORE, sized
 log = logging.getLogger(__name__)
 
 LOSS_NAMES = ("type", "pointer", "content", "pc", "oeu", "halt", "answer", "table")
+SPIKE_WINDOW, SPIKE_MIN = 50, 10  # spike_skip's median: over the last 50 steps' norms, once there are 10
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrainConfig:
     tf_start: float = 0.5  # scheduled sampling: probability of using a target, annealed ...
     tf_steps: int = 400  # ... linearly to ``tf_end`` over this many steps of each stage
     tf_end: float = 0.0  # where the annealing stops (loops: a floor keeps soft runs near their targets)
+    spike_skip: float = 0.0  # skip an update whose gradient norm is over this many times the recent median (0: never)
     table_rows: int = 1024  # random rows of the OEU's own table per step
     eval_every: int = 100  # full competence check (every size up to the stage, logged) every this many steps
     quick_every: int = 25  # between full checks, a quick check of the stage's own size (0: none); it stops at the
@@ -279,6 +281,8 @@ class Trainer:
         self.stage_start = 0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.done = False
+        self.recent_norms: list[float] = []  # the last SPIKE_WINDOW gradient norms (before clipping)
+        self.skipped_updates = 0  # steps whose update spike_skip dropped
         self.stop_requested = False  # set from a signal handler: stop after this step, checkpoint kept
         self.history: list[dict[str, Any]] = []  # stage results
         self.data_rng = random.Random(config.seed)
@@ -295,7 +299,8 @@ class Trainer:
             "history": json.dumps(self.history),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "data_rng": _rng_to_plain(self.data_rng.getstate()), "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state(), "recent_norms": list(self.recent_norms),
+            "skipped_updates": self.skipped_updates,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -311,6 +316,8 @@ class Trainer:
         self.data_rng.setstate(_rng_from_plain(state["data_rng"]))
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        self.recent_norms = [float(n) for n in state.get("recent_norms", [])]  # absent before spike_skip
+        self.skipped_updates = int(state.get("skipped_updates", 0))
         if self.world.is_main:
             self._forget_metrics_after(self.step)
 
@@ -371,18 +378,36 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if total.requires_grad:  # with freeze="cpu" a batch of random programs trains nothing
             total.backward()
-        norm = torch.nn.utils.clip_grad_norm_([p for p in self.machine.parameters() if p.requires_grad],
-                                              self.config.grad_clip)
-        self.optimizer.step()
+        norm = float(torch.nn.utils.clip_grad_norm_([p for p in self.machine.parameters() if p.requires_grad],
+                                                    self.config.grad_clip))
+        skipped = self.is_spike(norm)
+        if skipped:
+            self.skipped_updates += 1
+        else:
+            self.optimizer.step()
+        self.recent_norms = (self.recent_norms + [norm])[-SPIKE_WINDOW:]
         self.step += 1
         self.scheduler.step()
         values = {f"loss_{k}": float(losses[k].detach()) if k in losses else math.nan for k in LOSS_NAMES}
         values["loss_total"] = float(total.detach())
         # Each rank's losses are its share's estimate of the batch's: their mean is the batch's.
         out = {k: v for k, v in self.world.mean(values).items() if not math.isnan(v)}
-        out["grad_norm"] = float(norm)  # the same on every rank: gradients are averaged before clipping
+        out["grad_norm"] = norm  # the same on every rank: gradients are averaged before clipping
+        if skipped:
+            out["skipped"] = 1.0
         out["batch_digits"] = max(p.digits for p in batch.programs)
         return out
+
+    def is_spike(self, norm: float) -> bool:
+        """With ``spike_skip``: is this gradient norm (before clipping) one to skip? Non-finite, or
+        over ``spike_skip`` times the median of the last steps' (once there are enough of them).
+        Loop tasks meet such spikes as teacher forcing ends (docs/experiments.md, "Session 21")."""
+        if self.config.spike_skip <= 0:
+            return False
+        if not math.isfinite(norm):
+            return True
+        recent = sorted(self.recent_norms)
+        return len(recent) >= SPIKE_MIN and norm > self.config.spike_skip * recent[len(recent) // 2]
 
     def losses(self, batch: ProgramBatch) -> dict[str, torch.Tensor]:
         """This rank's losses of ``batch`` (through DDP when there are several ranks)."""
@@ -459,6 +484,8 @@ class Trainer:
                           **stats}
                 if self.world.distributed:
                     record["processes"] = self.world.size
+                if c.spike_skip > 0:
+                    record["skipped_updates"] = self.skipped_updates
                 self.log_metrics(record)
                 self.on_progress(record)
             full = self.step % c.eval_every == 0

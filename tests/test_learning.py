@@ -43,3 +43,30 @@ def test_teacher_forcing_anneals_to_its_floor(tmp_path: Path) -> None:
             trainer.step = trainer.stage_start + step
             seen.append(round(trainer.teacher_forcing(), 6))
         assert seen == [0.5, max(0.25, end), last, last]
+
+
+def test_spike_skip_drops_only_an_update_far_above_the_recent_norms(tmp_path: Path) -> None:
+    """With spike_skip, a gradient norm over that many times the recent median leaves every weight
+    as it was; others update; the recent norms and the count survive a checkpoint."""
+    import torch
+
+    from machine_fixtures import small_run_config, small_train_config
+
+    trainer = make_trainer(tmp_path / "run", small_run_config(train=small_train_config(spike_skip=5.0)))
+    trainable = lambda: {n: p.detach().clone() for n, p in trainer.machine.named_parameters() if p.requires_grad}  # noqa: E731
+    trainer.recent_norms = [1e-9] * 20  # against these, every real gradient is a spike
+    before = trainable()
+    out = trainer.train_step()
+    assert out["skipped"] == 1.0 and trainer.skipped_updates == 1
+    assert all(torch.equal(before[n], p) for n, p in trainable().items())
+    trainer.recent_norms = [out["grad_norm"]] * 20
+    trainer.config.spike_skip = 1e6
+    out = trainer.train_step()
+    assert "skipped" not in out and any(not torch.equal(before[n], p) for n, p in trainable().items())
+    state = trainer.state()
+    resumed = make_trainer(tmp_path / "other", small_run_config(train=small_train_config(spike_skip=5.0)))
+    resumed.load_state(state)
+    assert resumed.recent_norms == trainer.recent_norms and resumed.skipped_updates == 1
+    plain = make_trainer(tmp_path / "plain", small_run_config(train=small_train_config()))
+    plain.recent_norms = [1e-9] * 20
+    assert "skipped" not in plain.train_step()  # spike_skip 0: never
