@@ -50,15 +50,11 @@ def save_llama(folder: Path, shape: LlamaShape, layers: int) -> None:
     """A random bf16 Llama of ``shape`` with ``layers`` decoder layers and a character-level fast
     tokenizer (the prompts' characters; the embedding table keeps the full vocabulary)."""
     import torch
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from llamacpu.controller import CHARS
+    from llamacpu.controller import char_tokenizer
 
-    vocab = {"<pad>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=char_tokenizer(), pad_token="<pad>", unk_token="<unk>")
     config = LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
                          num_hidden_layers=layers, num_attention_heads=shape.heads,
                          num_key_value_heads=shape.kv_heads, rope_theta=shape.rope_theta, pad_token_id=0,

@@ -159,19 +159,26 @@ class ControllerConfig:
         return cls(**raw)
 
 
+def char_tokenizer() -> Any:
+    """The tiny preset's `tokenizers` vocabulary: ``<pad>`` 0, ``<unk>`` 1, then one id per
+    character of :data:`CHARS`, each character its own token."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    vocab = {"<pad>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return tok
+
+
 class PromptTokenizer:
     """Left-padding batch encoder over either a `tokenizers` char vocabulary or an HF tokenizer."""
 
     def __init__(self, hf_tokenizer: Any = None) -> None:
         self.hf = hf_tokenizer
         if hf_tokenizer is None:
-            from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-
-            vocab = {"<pad>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
-            self.tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-            self.tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+            self.tok = char_tokenizer()
             self.pad_id = 0
-            self.vocab_size = len(vocab)
+            self.vocab_size = self.tok.get_vocab_size()
         else:
             self.pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
             self.vocab_size = len(hf_tokenizer)

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -406,8 +407,8 @@ class Trainer:
             return False
         if not math.isfinite(norm):
             return True
-        recent = sorted(self.recent_norms)
-        return len(recent) >= SPIKE_MIN and norm > self.config.spike_skip * recent[len(recent) // 2]
+        return (len(self.recent_norms) >= SPIKE_MIN
+                and norm > self.config.spike_skip * statistics.median_high(self.recent_norms))
 
     def losses(self, batch: ProgramBatch) -> dict[str, torch.Tensor]:
         """This rank's losses of ``batch`` (through DDP when there are several ranks)."""

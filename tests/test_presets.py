@@ -12,7 +12,7 @@ import torch
 
 from llamacpu import checkpoint as ckpt
 from llamacpu import cli
-from llamacpu.controller import CHARS, ControllerConfig, ControllerError, build_controller, compute_dtype
+from llamacpu.controller import ControllerConfig, ControllerError, build_controller, compute_dtype
 from llamacpu.evaluate import free_run
 from llamacpu.isa import ISA, SlotLayout
 from llamacpu.machine import Machine
@@ -113,15 +113,14 @@ def test_missing_gguf_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> No
 
 def save_tiny_llama(path: Path) -> None:
     """A 2-layer, width-64 LlamaForCausalLM and a character-level fast tokenizer, as a folder."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    vocab = {"<pad>": 0, "<unk>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    from llamacpu.controller import char_tokenizer
+
+    backend = char_tokenizer()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=backend.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=4, pad_token_id=0)
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
