@@ -152,7 +152,8 @@ def bench_configs(controller: str, folder_4bit: str | None, compute: str = "auto
 
 
 def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, threads: int,
-            device: str, folder_4bit: str | None, compute: str = "auto", autocast: str = "auto") -> dict[str, Any]:
+            device: str, folder_4bit: str | None, compute: str = "auto", autocast: str = "auto",
+            task: str = "add", recompute: bool = False, count_flops: bool = True) -> dict[str, Any]:
     """One (controller, digits) row; runs in its own process."""
     import torch
 
@@ -163,6 +164,7 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
     cc, train = bench_configs(controller, folder_4bit, compute, autocast)
     # Every batch of the stage size (no replay): the row's digit count is the batch's.
     train.batch_size, train.max_digits, train.replay, train.device = batch, digits, 0.0, device
+    train.task, train.recompute = task, recompute
     config = ckpt.RunConfig(controller=cc, train=config_dict(train))
     torch.manual_seed(train.seed)
     t0 = time.perf_counter()
@@ -192,7 +194,7 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
                 losses.append(stats["loss_total"])
         train_rss = _rss_mib("VmHWM") if reset else None
         load_after = load_average()
-        flops = step_flops(trainer)
+        flops = step_flops(trainer) if count_flops else None
     s_step = statistics.median(times)
     s_episode = s_step / batch
     cuda_name = torch.cuda.get_device_name() if cuda else None
@@ -204,7 +206,7 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
         "peak_tflops": peak / 1e12 if peak else None, "mfu": flops / s_step / peak if peak and flops else None,
         "controller": controller, "preset": "smollm2 (4-bit NF4 folder)" if controller == "smollm2-4bit" else cc.preset,
         "load_in_4bit": cc.load_in_4bit, "compute_dtype_4bit": ",".join(sorted(dtypes)) or None,
-        "optimizer": train.optimizer, "batch_size": batch, "digits": digits,
+        "optimizer": train.optimizer, "task": task, "recompute": recompute, "batch_size": batch, "digits": digits,
         "window": window, "steps_timed": steps, "warmup": warmup,
         "s_per_step": s_step, "s_per_step_min": min(times), "s_per_step_max": max(times),
         "episodes_per_s": batch / s_step, "s_per_episode": s_episode,
@@ -264,7 +266,7 @@ def table(rows: list[dict[str, Any]], title: str) -> Any:
 
     t = Table(title=title)
     for name in ("controller", "batch", "digits", "median s/step", "min s/step", "episodes/s", "s/episode",
-                 "vs 7.5 s/ep", "TFLOP/s", "MFU", "peak RSS", "train RSS"):
+                 "vs 7.5 s/ep", "TFLOP/s", "MFU", "peak RSS", "train RSS", "CUDA peak"):
         t.add_column(name, justify="left" if name == "controller" else "right")
     for r in rows:
         ok = r["speedup_vs_reference"] >= TARGET_SPEEDUP
@@ -272,7 +274,7 @@ def table(rows: list[dict[str, Any]], title: str) -> Any:
                   f"{r['s_per_step_min']:.3f}", f"{r['episodes_per_s']:.2f}", f"{r['s_per_episode']:.4f}",
                   f"[{'green' if ok else 'red'}]{r['speedup_vs_reference']:.1f}x[/]", "-" if r["achieved_tflops"] is None else f"{r['achieved_tflops']:.2f}",
                   "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %",
-                  _mib(r["peak_rss_mib"]), _mib(r["train_peak_rss_mib"]))
+                  _mib(r["peak_rss_mib"]), _mib(r["train_peak_rss_mib"]), _mib(r["cuda_peak_mib"]))
     return t
 
 
@@ -297,6 +299,11 @@ def main() -> None:
 
     ap.add_argument("--autocast", default="auto", choices=AUTOCAST_NAMES,
                     help="bf16 autocast of backbone passes on CUDA (default auto: pretrained backbones only)")
+    ap.add_argument("--task", default="add", help="the task whose batches are timed (default add; digits are its sizes)")
+    ap.add_argument("--recompute", action="store_true",
+                    help="recompute each cycle's control unit in backward (--set recompute=true): less memory")
+    ap.add_argument("--no-flops", action="store_true",
+                    help="skip the extra step under torch's FLOP counter (it holds every activation: no MFU column)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
 
@@ -334,7 +341,8 @@ def main() -> None:
                 what = f"{c}: batch {batch[c]}, {d} digit(s), {warmup[c]} warm-up + {steps[c]} timed steps"
                 with console.status(what):
                     row = run_isolated(measure, c, batch[c], d, steps[c], warmup[c], threads, args.device, str(folder),
-                                       args.compute_dtype, args.autocast)
+                                       args.compute_dtype, args.autocast, args.task, args.recompute,
+                                       not args.no_flops)
                 rows.append(row)
                 console.log(f"{c} {d}d: {row['s_per_step']:.3f} s/step (min {row['s_per_step_min']:.3f}, "
                             f"max {row['s_per_step_max']:.3f}), {row['episodes_per_s']:.2f} episodes/s, "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from llamacpu import memory as swm
 from llamacpu.controller import ControlInputs, Controller, Prompt
@@ -122,12 +123,16 @@ class Machine(nn.Module):
         record: bool = False,
         prompt_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
         lengths: torch.Tensor | None = None,
+        recompute: bool = False,
     ) -> Execution:
         """Run up to ``steps`` cycles (training: the longest target run; free running: the limit).
 
         prompt: [B, L]; memory: [B, W, D]; prompt_kv: the plan pass's keys and values of the
         prompt (:attr:`Plan.prompt_kv`), encoded here when not given; lengths: [B] steps of each
         episode (training), else episodes run until they halt (``hard``) or for ``steps``.
+        recompute: with gradients on, each cycle's control unit (a backbone pass over all W
+        slots, most of a cycle's activations) keeps only its inputs and runs again in backward:
+        the same gradients in less memory, for about one more forward pass of the backbone.
         """
         isa = self.isa
         b, w, _ = memory.shape
@@ -151,8 +156,10 @@ class Machine(nn.Module):
         for t in range(steps):
             if lengths is not None:
                 alive = (t < n_run).float()
-            control = self.control_inputs(memory, last_op, hard)
-            pc, mix = self.controller.next_pc(prompt_kv, prompt.mask, memory, control, prompt.shift)  # (B, W), (B, M)
+            if recompute and torch.is_grad_enabled():
+                pc, mix = checkpoint(self._control, prompt, prompt_kv, memory, last_op, hard, use_reentrant=False)
+            else:
+                pc, mix = self._control(prompt, prompt_kv, memory, last_op, hard)  # (B, W), (B, M)
             pcs.append(pc)
             mixes.append(mix)
             pc_used = _hard(pc) if hard else pc
@@ -219,6 +226,12 @@ class Machine(nn.Module):
             out.gate = torch.stack(rec["gate"], 1)
             out.memories = torch.stack(rec["mem"], 1)
         return out
+
+    def _control(self, prompt: Prompt, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], memory: torch.Tensor,
+                 last_op: torch.Tensor, hard: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One cycle's control unit: PC distribution [B, W] and addressing-mode mix [B, M]."""
+        control = self.control_inputs(memory, last_op, hard)
+        return self.controller.next_pc(prompt_kv, prompt.mask, memory, control, prompt.shift)
 
     def control_inputs(self, memory: torch.Tensor, last_op: torch.Tensor, hard: bool = False) -> ControlInputs:
         """What the control unit reads this cycle, from memory [B, W, D] and the last opcode [B, OPS]."""

@@ -78,6 +78,7 @@ class TrainConfig:
     mixed_lengths: bool = True  # addition: half the problems have operands of different lengths (False: never)
     phrasings: str = "symbols"  # addition's prompts: "symbols" ("a + b") or "trained" (words too; llamacpu.phrasings)
     freeze: str = ""  # "execute": the execute phase's own modules stay as loaded; "cpu": so does all it reads (FREEZE)
+    recompute: bool = False  # each cycle's control unit runs again in backward: same gradients, less memory
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
@@ -145,9 +146,10 @@ class HeldOut:
 
 
 def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: torch.Generator,
-                 table_rows: int, shard: Shard | None = None) -> dict[str, torch.Tensor]:
-    """Every loss of one batch, unweighted. The whole execute phase keeps its graph. Steps past
-    an episode's own end (padding) are masked out of every per-step loss.
+                 table_rows: int, shard: Shard | None = None, recompute: bool = False) -> dict[str, torch.Tensor]:
+    """Every loss of one batch, unweighted. The whole execute phase keeps its graph (with
+    ``recompute``, each cycle's control unit runs again in backward instead of keeping its
+    activations). Steps past an episode's own end (padding) are masked out of every per-step loss.
 
     ``shard``: the rows of ``batch`` this data-parallel rank trains (default all of them). Every
     random choice is still drawn for the whole batch, and every mean divides this share's sum by
@@ -182,7 +184,8 @@ def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: to
         memory, prompt_kv = part.memory, None
     teacher = Teacher(part.pc, part.oeu_result, p_pc=tf, p_result=tf, generator=generator,
                       rows_of=None if shard.is_whole else (shard.start, shard.total))
-    ex = machine.execute(prompt, memory, part.steps, teacher=teacher, prompt_kv=prompt_kv, lengths=part.lengths)
+    ex = machine.execute(prompt, memory, part.steps, teacher=teacher, prompt_kv=prompt_kv, lengths=part.lengths,
+                         recompute=recompute)
     losses["pc"] = mean(F.nll_loss, ex.pc.clamp(min=1e-9).log().flatten(0, 1), part.pc.flatten(),
                         count=batch.pc != IGNORE, ignore_index=IGNORE)
     losses["oeu"] = mean(F.cross_entropy, ex.oeu_logits.flatten(0, 1), part.oeu_result.flatten(),
@@ -230,8 +233,8 @@ class StepLoss(nn.Module):
         self.machine = machine
 
     def forward(self, batch: ProgramBatch, tf: float, generator: torch.Generator, table_rows: int,
-                shard: Shard | None = None) -> dict[str, torch.Tensor]:
-        return batch_losses(self.machine, batch, tf, generator, table_rows, shard)
+                shard: Shard | None = None, recompute: bool = False) -> dict[str, torch.Tensor]:
+        return batch_losses(self.machine, batch, tf, generator, table_rows, shard, recompute)
 
 
 class Trainer:
@@ -420,7 +423,8 @@ class Trainer:
             unused = self.config.programs_mix > 0 or not getattr(self.task, "planned", True)
             self._step_loss = self.world.wrap(StepLoss(self.machine), find_unused=unused)
         shard = self.world.shard(len(batch.programs)) if self.world.distributed else None
-        return self._step_loss(batch, self.teacher_forcing(), self.generator, self.config.table_rows, shard)
+        return self._step_loss(batch, self.teacher_forcing(), self.generator, self.config.table_rows, shard,
+                               self.config.recompute)
 
     def check(self, known: SizeResult | None = None) -> float:
         """Free-running accuracy on the held-out problems of every size up to the current stage;

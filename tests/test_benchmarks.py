@@ -58,3 +58,27 @@ def test_llama_memory_builds_the_shape_it_names_and_extrapolates_per_layer(tmp_p
     out = extrapolate(rows, 32, "peak")
     assert out["per_layer_mib"] == 600.0 and out["total_mib"] == 5000.0 + 31 * 600.0
     assert extrapolate({1: rows[1]}, 32, "peak") is None
+
+
+def test_run_records_reads_stage_ends_last_checks_and_how_a_run_ended(tmp_path: Path) -> None:
+    import json
+
+    from run_records import record
+
+    run = tmp_path / "sort-tf"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"controller": {"preset": "tiny"},
+                                                 "train": {"task": "sort", "max_digits": 5, "batch_size": 64}}))
+    events = [{"event": "train", "step": s, "episodes_per_s": 50.0 + s} for s in (10, 20)]
+    events += [{"event": "check", "step": 20, "digits": 1, "accuracy": 1.0, "trials": 2, "plan_exact": 1.0},
+               {"event": "stage_end", "stage": 1, "at_step": 20, "passed": True, "accuracy": 1.0, "steps": 20},
+               {"event": "check", "step": 40, "digits": 1, "accuracy": 0.5, "trials": 2, "plan_exact": 0.0},
+               {"event": "check", "step": 40, "digits": 2, "accuracy": 0.25, "trials": 20}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (tmp_path / "sort-tf.log").write_text("...\ntorch.OutOfMemoryError: CUDA out of memory.\n")
+    out = record(run)
+    assert (out["task"], out["max_digits"], out["batch_size"], out["steps"]) == ("sort", 5, 64, 20)
+    assert out["episodes_per_s_last10"] == 65.0 and out["status"] == "CUDA out of memory"
+    assert out["stage_ends"] == [{"stage": 1, "at_step": 20, "passed": True, "accuracy": 1.0}]
+    assert out["last_check_per_size"] == [{"digits": 1, "step": 40, "accuracy": 0.5, "trials": 2, "plan_exact": 0.0},
+                                          {"digits": 2, "step": 40, "accuracy": 0.25, "trials": 20}]
