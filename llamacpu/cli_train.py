@@ -130,6 +130,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--batch-size", type=int, default=None, help="problems run together (default 100, fewer past "
                    "about 100 digits so that memory stays bounded: one at a time at 1000)")
     e.add_argument("--seed", type=int, default=12345, help="seed of the evaluation problems")
+    e.add_argument("--no-from-target", action="store_true",
+                   help="skip the second run of each problem from the target plan (half the time; no 'from target')")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.add_argument("--device", default=None, help="cpu, cuda, or auto")
     e.set_defaults(func=cmd_eval)
@@ -435,17 +437,41 @@ def _note_untrained_sizes(run_dir: Path, sizes: list[int], task: Any) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     if args.trials < 1:
         raise LlamaCPUError("--trials must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         raise LlamaCPUError("--batch-size must be at least 1")
     run_folder.check_run(args.run)
+    with _stop_eval_on_signal():
+        return _eval(args)
+
+
+@contextlib.contextmanager
+def _stop_eval_on_signal() -> Iterator[None]:
+    """Ctrl-C or SIGTERM (``timeout``) stops an evaluation at once; it reports the problems it
+    finished (a 1000-digit problem can take minutes: nothing finished is lost). A second signal,
+    while the results print, ends the process."""
+    from llamacpu.evaluate import EvalStopped
+
+    def stop(signum: int, _frame: Any) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        raise EvalStopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
 
     from llamacpu import checkpoint as ckpt
-    from llamacpu.evaluate import bucket_order, evaluate, results_json
+    from llamacpu.evaluate import EvalStopped, bucket_order, evaluate, results_json
     from llamacpu.tasks import get_task
     from llamacpu.tasks.base import sized
     from llamacpu.train import TrainConfig
@@ -475,15 +501,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise LlamaCPUError(f"{what} needs up to {task.slots_needed(too_big[0])} slots; this "
                             f"machine has {config.layout.n_slots}")
     _note_untrained_sizes(args.run, sizes, task)
-    results = []
-    for d in sizes:  # held-out problems only (a hash of each problem decides), distinct, up to --trials
-        results.append(evaluate(machine, task, d, args.trials, seed=f"eval-{args.seed}-{d}", batch_size=args.batch_size))
+    results, stopped = [], ""
+    try:
+        for d in sizes:  # held-out problems only (a hash of each problem decides), distinct, up to --trials
+            r = evaluate(machine, task, d, args.trials, seed=f"eval-{args.seed}-{d}", batch_size=args.batch_size,
+                         diagnostics=not args.no_from_target)
+            if r.trials:
+                results.append(r)
+            if r.stopped:
+                stopped = r.stopped
+                break
+    except EvalStopped as stop:  # between evaluate's batches: while drawing or building problems
+        stopped = str(stop)
+    if stopped:
+        import sys
+
+        done = ", ".join(f"{r.trials} at {r.digits}" for r in results) or "none"
+        print(f"llamacpu eval: stopped by {stopped}; the results cover the problems that finished ({done})",
+              file=sys.stderr)
+    code = 128 + getattr(signal, stopped, signal.SIGTERM) if stopped else 0
     if args.json:
         out = results_json(task.name, results)
         if hasattr(task, "phrasings"):
             out["phrasings"] = phrasings
         print(json.dumps(out))
-        return 0
+        return code
     table = Table(title=f"{args.run}: free-running accuracy ({'step ' + latest.name[5:] if latest else 'untrained'})")
     planned = getattr(task, "planned", True)  # random programs have no plan: nothing to compare it with
     for col in (task.size_name, "trials", "correct", "accuracy", "halted") + (("plan exact", "from target plan")
@@ -518,4 +560,4 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for bucket, (n, ok) in sorted(jumps.items(), key=lambda kv: bucket_order(kv[0])):
             by.add_row(bucket, str(n), str(ok), f"{ok / n:.1%}")
         Console().print(by)
-    return 0
+    return code

@@ -116,6 +116,11 @@ def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:
     return ok.all(-1).tolist()
 
 
+class EvalStopped(Exception):
+    """Raised by a signal handler to stop an evaluation now: :func:`evaluate` keeps the batches it
+    finished (its result says ``stopped``); the argument is the signal's name."""
+
+
 @dataclass
 class SizeResult:
     digits: int
@@ -128,6 +133,7 @@ class SizeResult:
     failures: list[tuple[int, int]]
     by_taken_jumps: dict[str, list[int]] = field(default_factory=dict)  # jumps taken -> [trials, correct]
     by_phrasing: dict[str, list[int]] = field(default_factory=dict)  # template -> [trials, correct, plan exact]
+    stopped: str = ""  # the signal that stopped it ("": every problem ran; else ``trials`` ran)
 
 
 def draw_held_out(task: Any, size: int, trials: int, seed: Any) -> list[tuple[int, ...]]:
@@ -162,44 +168,55 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
              max_failures: int | None = None) -> SizeResult:
     """Accuracy on up to ``trials`` held-out problems of one size drawn with ``seed`` (or the given
     problems). With ``max_failures``, stops after the first batch that takes the failures past
-    it: the result then covers the problems run so far (``trials`` says how many). ``batch_size``:
+    it: the result then covers the problems run so far (``trials`` says how many), as it does
+    when :class:`EvalStopped` is raised in it (``stopped`` names the signal). ``batch_size``:
     problems run together (default :func:`eval_batch_size` of the size's window)."""
     if batch_size is None:
         batch_size = eval_batch_size(task.slots_needed(digits))
     if problems is None:
         problems = draw_held_out(task, digits, trials, seed)
-    n = correct = halted = exact = from_target = 0  # n: problems run so far
+    totals = (0, 0, 0, 0, 0)  # problems run so far, correct, halted, plan exact, right from the target
     failures: list[tuple[int, int]] = []
     by_jumps: dict[str, list[int]] = {}
     by_phrasing: dict[str, list[int]] = {}
-    for i in range(0, len(problems), batch_size):
-        chunk = problems[i: i + batch_size]
-        programs = [task.build(p, machine.isa) for p in chunk]
-        run = free_run(machine, programs)
-        n += len(chunk)
-        correct += sum(run.correct)
-        halted += int(run.execution.halted.sum())
-        exact += sum(run.plan_exact)
-        if keep_failures:
-            failures += [p for p, ok in zip(chunk, run.correct) if not ok]
-        for problem, ok, same in zip(chunk, run.correct, run.plan_exact):
-            if len(problem) > 2 and hasattr(task, "phrasings"):  # (a, b, k): the k-th phrasing
-                row = by_phrasing.setdefault(task.phrasings[problem[2]], [0, 0, 0])
-                row[0], row[1], row[2] = row[0] + 1, row[1] + int(ok), row[2] + int(same)
-        for prog, ok in zip(programs, run.correct):
-            if prog.taken_jumps is not None:
-                row = by_jumps.setdefault(jump_bucket(prog.taken_jumps), [0, 0])
-                row[0] += 1
-                row[1] += int(ok)
-        if diagnostics and run.batch.planned:
-            from_target += sum(free_run(machine, programs, from_target=True).correct)
-        if max_failures is not None and n - correct > max_failures:
-            break
+    stopped = ""
+    try:
+        for i in range(0, len(problems), batch_size):
+            chunk = problems[i: i + batch_size]
+            programs = [task.build(p, machine.isa) for p in chunk]
+            run = free_run(machine, programs)
+            right_from_target = 0
+            if diagnostics and run.batch.planned:
+                right_from_target = sum(free_run(machine, programs, from_target=True).correct)
+            # A stop (EvalStopped) can come at any moment: the batch's counts are built aside and
+            # committed by one assignment (no call or jump between its stores, where CPython
+            # would run a signal handler), so a result never holds part of a batch.
+            new_failures = failures + [p for p, ok in zip(chunk, run.correct) if not ok] if keep_failures else failures
+            new_phrasing = {t: list(row) for t, row in by_phrasing.items()}
+            for problem, ok, same in zip(chunk, run.correct, run.plan_exact):
+                if len(problem) > 2 and hasattr(task, "phrasings"):  # (a, b, k): the k-th phrasing
+                    row = new_phrasing.setdefault(task.phrasings[problem[2]], [0, 0, 0])
+                    row[0], row[1], row[2] = row[0] + 1, row[1] + int(ok), row[2] + int(same)
+            new_jumps = {b: list(row) for b, row in by_jumps.items()}
+            for prog, ok in zip(programs, run.correct):
+                if prog.taken_jumps is not None:
+                    row = new_jumps.setdefault(jump_bucket(prog.taken_jumps), [0, 0])
+                    row[0] += 1
+                    row[1] += int(ok)
+            new_totals = (totals[0] + len(chunk), totals[1] + sum(run.correct),
+                          totals[2] + int(run.execution.halted.sum()), totals[3] + sum(run.plan_exact),
+                          totals[4] + right_from_target)
+            totals, failures, by_phrasing, by_jumps = new_totals, new_failures, new_phrasing, new_jumps
+            if max_failures is not None and totals[0] - totals[1] > max_failures:
+                break
+    except EvalStopped as stop:
+        stopped = str(stop) or "stopped"
+    n, correct, halted, exact, from_target = totals
     planned = getattr(task, "planned", True)
-    return SizeResult(digits, n, correct, correct / n, halted, exact / n,
-                      from_target / n if diagnostics and planned else None, failures,
+    return SizeResult(digits, n, correct, correct / n if n else 0.0, halted, exact / n if n else 0.0,
+                      from_target / n if diagnostics and planned and n else None, failures,
                       dict(sorted(by_jumps.items(), key=lambda kv: bucket_order(kv[0]))),
-                      {t: by_phrasing[t] for t in getattr(task, "phrasings", ()) if t in by_phrasing})
+                      {t: by_phrasing[t] for t in getattr(task, "phrasings", ()) if t in by_phrasing}, stopped)
 
 
 JUMP_BUCKETS = ((0, 0), (1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9))
@@ -223,6 +240,6 @@ def results_json(task: str, results: list[SizeResult]) -> dict:
     rows = []
     for r in results:
         row = {k: v for k, v in asdict(r).items()
-               if k != "failures" and not (k in ("by_taken_jumps", "by_phrasing") and not v)}
+               if k != "failures" and not (k in ("by_taken_jumps", "by_phrasing", "stopped") and not v)}
         rows.append(row)
     return {"task": task, "results": rows}
