@@ -310,12 +310,19 @@ def _stop_on_signal(trainer: Any, console: Any, enabled: bool = True) -> Iterato
         console.log(f"{signal.Signals(signum).name}: stopping after step {trainer.step + 1} "
                     "and saving a checkpoint (again to stop at once)")
 
-    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with _on_stop_signals(ask):
+        yield
+
+
+@contextlib.contextmanager
+def _on_stop_signals(handler: Any) -> Iterator[None]:
+    """``handler`` for Ctrl-C and SIGTERM inside the block; the previous handlers after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _make_recorder(args: argparse.Namespace, run_dir: Path, config: RunConfig, machine: Any) -> Any:
@@ -458,12 +465,8 @@ def _stop_eval_on_signal() -> Iterator[None]:
             signal.signal(sig, signal.SIG_DFL)
         raise EvalStopped(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _on_stop_signals(stop):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _eval(args: argparse.Namespace) -> int:
