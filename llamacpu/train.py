@@ -54,7 +54,8 @@ class TrainConfig:
     warmup: int = 50  # linear lr warm-up at the start of every stage
     grad_clip: float = 1.0
     stage_steps: int = 3000  # step budget of one stage
-    replay: float = 0.5  # probability that a batch is of an earlier size (each equally likely)
+    replay: float = 0.5  # probability that a batch is of an earlier size (each equally likely) ...
+    replay_by: str = "uniform"  # ... or "errors": by each size's error at the last full check (REPLAY_BY)
     tf_start: float = 0.5  # scheduled sampling: probability of using a target, annealed ...
     tf_steps: int = 400  # ... linearly to ``tf_end`` over this many steps of each stage
     tf_end: float = 0.0  # where the annealing stops (loops: a floor keeps soft runs near their targets)
@@ -95,6 +96,9 @@ class TrainConfig:
 # programs exactly as before while a task's compiler (the plan heads) learns on top of it.
 _EXECUTE_ONLY = ("controller.slot_encoder.", "controller.exec_query", "controller.op_emb.", "controller.flag_emb.",
                  "controller.pc_head.", "oeu.")
+REPLAY_BY = ("uniform", "errors")
+REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
+
 FREEZE: dict[str, tuple[str, ...]] = {
     "": (),
     "execute": _EXECUTE_ONLY,
@@ -270,6 +274,8 @@ class Trainer:
         self.on_progress = on_progress if on_progress is not None and self.world.is_main else (lambda record: None)
         self.on_check = on_check if self.world.is_main else None
         self.on_step: Callable[["Trainer"], None] | None = None  # e.g. the probe recorder
+        if config.replay_by not in REPLAY_BY:
+            raise ckpt.RunError(f"replay_by={config.replay_by!r} is not one of {', '.join(map(repr, REPLAY_BY))}")
         freeze_parameters(machine, config.freeze)
         params = parameter_groups(machine, config, run_config.oeu.lr_scale)
         if config.optimizer == "adamw8bit":
@@ -287,6 +293,7 @@ class Trainer:
         self.done = False
         self.recent_norms: list[float] = []  # the last SPIKE_WINDOW gradient norms (before clipping)
         self.skipped_updates = 0  # steps whose update spike_skip dropped
+        self.stage_errors: dict[int, float] = {}  # stage -> 1 - held-out accuracy at the last full check
         self.stop_requested = False  # set from a signal handler: stop after this step, checkpoint kept
         self.history: list[dict[str, Any]] = []  # stage results
         self.data_rng = random.Random(config.seed)
@@ -304,7 +311,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "data_rng": _rng_to_plain(self.data_rng.getstate()), "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(), "recent_norms": list(self.recent_norms),
-            "skipped_updates": self.skipped_updates,
+            "skipped_updates": self.skipped_updates, "stage_errors": json.dumps(self.stage_errors),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -322,6 +329,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.recent_norms = [float(n) for n in state.get("recent_norms", [])]  # absent before spike_skip
         self.skipped_updates = int(state.get("skipped_updates", 0))
+        self.stage_errors = {int(k): float(v) for k, v in json.loads(state.get("stage_errors", "{}")).items()}
         if self.world.is_main:
             self._forget_metrics_after(self.step)
 
@@ -353,7 +361,7 @@ class Trainer:
             task = self.programs  # random programs of the whole programs curriculum
             stage = self.data_rng.randint(1, task.max_stages())
         elif self.stage > 1 and self.data_rng.random() < self.config.replay:
-            stage = self.data_rng.randint(1, self.stage - 1)
+            stage = self.replay_stage()
         sizes = task.stage_sizes(stage)
         problems = []
         while len(problems) < self.config.batch_size:
@@ -362,6 +370,16 @@ class Trainer:
                 problems.append(p)
         programs = [task.build(p, self.machine.isa) for p in problems]
         return collate(programs, self.machine.isa).to(self.machine.keys.device)
+
+    def replay_stage(self) -> int:
+        """An earlier stage to replay: each equally likely, or (``replay_by="errors"``) weighted by
+        its error at the last full check plus :data:`REPLAY_FLOOR`, so that a size the current
+        stage is making the machine forget gets the replay back (equal weights before any check)."""
+        earlier = range(1, self.stage)
+        if self.config.replay_by == "uniform":
+            return self.data_rng.randint(1, self.stage - 1)
+        weights = [REPLAY_FLOOR + self.stage_errors.get(k, 0.0) for k in earlier]
+        return self.data_rng.choices(earlier, weights=weights)[0]
 
     @property
     def stage_size(self) -> int:
@@ -440,6 +458,9 @@ class Trainer:
                       "trials": result.trials}
             self.log_metrics(record)
             self.on_progress(record)
+            for k in range(1, self.stage + 1):
+                if self.task.stage_size(k) == digits:
+                    self.stage_errors[k] = 1.0 - result.accuracy
             worst = min(worst, result.accuracy)
         return worst
 
@@ -495,7 +516,9 @@ class Trainer:
                 self.on_progress(record)
             full = self.step % c.eval_every == 0
             quick = not full and c.quick_every > 0 and self.step % c.quick_every == 0
-            accuracy = self.world.from_main(lambda: self.competence(full)) if full or quick else None
+            accuracy = None
+            if full or quick:  # rank 0 checks; every rank takes its verdict and the errors replay weighs by
+                accuracy, self.stage_errors = self.world.from_main(lambda: (self.competence(full), self.stage_errors))
             if accuracy is not None:
                 if accuracy >= c.threshold:
                     self._end_stage(passed=True, accuracy=accuracy)

@@ -1,0 +1,40 @@
+"""Replay of earlier sizes: uniform by default; with ``replay_by="errors"``, weighted by each
+size's error at the last full check, so a size being forgotten gets the replay back."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from machine_fixtures import make_trainer, small_run_config, small_train_config
+
+from llamacpu import checkpoint as ckpt
+from llamacpu.train import REPLAY_FLOOR
+
+
+def test_errors_weigh_the_replayed_stages_and_survive_a_checkpoint(tmp_path):
+    cfg = small_train_config(max_digits=3, replay_by="errors", eval_every=1, eval_trials=4)
+    trainer = make_trainer(tmp_path / "run", small_run_config(train=cfg))
+    trainer.stage = 3
+    before = Counter(trainer.replay_stage() for _ in range(2000))
+    assert set(before) == {1, 2} and abs(before[1] - before[2]) < 200  # no check yet: equal weights
+    trainer.stage_errors = {1: 0.0, 2: 0.9, 3: 1.0}
+    drawn = Counter(trainer.replay_stage() for _ in range(4000))
+    share = drawn[2] / 4000
+    expected = (REPLAY_FLOOR + 0.9) / (2 * REPLAY_FLOOR + 0.9)
+    assert abs(share - expected) < 0.02, (share, expected)
+
+    trainer.check()  # a full check writes every size's error
+    assert set(trainer.stage_errors) == {1, 2, 3} and all(0.0 <= e <= 1.0 for e in trainer.stage_errors.values())
+    trainer.save()
+    again = make_trainer(tmp_path / "run", small_run_config(train=cfg))
+    assert again.stage_errors == trainer.stage_errors
+
+
+def test_uniform_replay_is_the_default_and_an_unknown_mode_is_refused(tmp_path):
+    trainer = make_trainer(tmp_path / "a", small_run_config(train=small_train_config(max_digits=3)))
+    trainer.stage, trainer.stage_errors = 3, {1: 0.0, 2: 1.0}
+    drawn = Counter(trainer.replay_stage() for _ in range(2000))
+    assert abs(drawn[1] - drawn[2]) < 200  # errors are ignored
+    with pytest.raises(ckpt.RunError, match="replay_by='worst' is not one of 'uniform', 'errors'"):
+        make_trainer(tmp_path / "b", small_run_config(train=small_train_config(replay_by="worst")))
