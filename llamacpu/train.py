@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 LOSS_NAMES = ("type", "pointer", "content", "pc", "oeu", "halt", "answer", "table")
 SPIKE_WINDOW, SPIKE_MIN = 50, 10  # spike_skip's median: over the last 50 steps' norms, once there are 10
+REPLAY_BY = ("uniform", "errors")
+REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
 
 
 @dataclass
@@ -81,6 +83,12 @@ class TrainConfig:
     freeze: str = ""  # "execute": the execute phase's own modules stay as loaded; "cpu": so does all it reads (FREEZE)
     recompute: bool = False  # each cycle's control unit runs again in backward: same gradients, less memory
 
+    def __post_init__(self) -> None:  # checked before a run folder is written
+        if not isinstance(self.recompute, bool):
+            raise ckpt.RunError(f"recompute={self.recompute!r} is not true or false")
+        if self.replay_by not in REPLAY_BY:
+            raise ckpt.RunError(f"replay_by={self.replay_by!r} is not one of {', '.join(map(repr, REPLAY_BY))}")
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
         known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
@@ -96,9 +104,6 @@ class TrainConfig:
 # programs exactly as before while a task's compiler (the plan heads) learns on top of it.
 _EXECUTE_ONLY = ("controller.slot_encoder.", "controller.exec_query", "controller.op_emb.", "controller.flag_emb.",
                  "controller.pc_head.", "oeu.")
-REPLAY_BY = ("uniform", "errors")
-REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
-
 FREEZE: dict[str, tuple[str, ...]] = {
     "": (),
     "execute": _EXECUTE_ONLY,
@@ -274,8 +279,6 @@ class Trainer:
         self.on_progress = on_progress if on_progress is not None and self.world.is_main else (lambda record: None)
         self.on_check = on_check if self.world.is_main else None
         self.on_step: Callable[["Trainer"], None] | None = None  # e.g. the probe recorder
-        if config.replay_by not in REPLAY_BY:
-            raise ckpt.RunError(f"replay_by={config.replay_by!r} is not one of {', '.join(map(repr, REPLAY_BY))}")
         freeze_parameters(machine, config.freeze)
         params = parameter_groups(machine, config, run_config.oeu.lr_scale)
         if config.optimizer == "adamw8bit":

@@ -4,8 +4,10 @@ and gradients as keeping every activation, with fewer tensors kept between forwa
 from __future__ import annotations
 
 import torch
+import pytest
 from machine_fixtures import make_trainer, small_run_config, small_train_config
 
+from llamacpu import checkpoint as ckpt
 from llamacpu.train import TrainConfig, batch_losses
 
 
@@ -53,3 +55,5 @@ def test_recompute_is_a_training_option_the_trainer_uses(tmp_path):
     trainer.machine.execute = spy
     out = trainer.train_step()
     assert seen == [True] and out["loss_total"] > 0
+    with pytest.raises(ckpt.RunError, match="recompute='yes' is not true or false"):
+        make_trainer(tmp_path / "bad", small_run_config(train=small_train_config(recompute="yes")))
