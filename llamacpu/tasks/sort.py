@@ -77,3 +77,69 @@ class SortTask(DigitListTask):
         out = sorted(problem)
         return m.program(self.prompt(problem), problem, n, spelled(out), [page(k) + X for k in range(n)],
                          right_aligned(tuple(out)), max_steps=4 * n * n + 1)
+
+
+class UnrolledSortTask(SortTask):
+    """The same bubble sort unrolled: the ablation that issue 14's design note measures against
+    :class:`SortTask`, not a task of the command line (the issue's sort must loop with real jumps).
+
+    Every pass is written out: ``n - 1`` passes of the ``n - 1`` compare-and-swap pairs, straight
+    line but for the ``JZ`` over each swap (a forward jump; nothing jumps back), no swapped flag,
+    no test of whether a pass swapped. Pass 0 lies on the data pages as the loop's single pass
+    does; pass ``j >= 1`` on pages of its own, whose pointers reach the data pages by absolute
+    address, so its code depends on ``n``:
+
+        20+10k                   block k of pass 0, k = 0..n-2 (page k also holds x_k, f_k, t_k)
+        20+10n                   x_n (unused: no pair reaches it)
+        20+10(n+1+(j-1)(n-1)+k)  block k of pass j, j = 1..n-2: +3 LT, +4 JZ, +5..+7 the swap
+        last page                +3 HALT
+
+    Memory grows as ``n^2`` (the loop's as ``n``) and so does the program the plan must write;
+    every problem runs all ``(n-1)^2`` compares whatever the data (the loop stops after the first
+    pass that swaps nothing). Steps: ``2(n-1)^2 + 1`` to ``5(n-1)^2 + 1``.
+    """
+
+    name = "sort-unrolled"
+    tail = T_JNZ + 1  # the last page holds HALT at +3
+
+    @staticmethod
+    def code_page(n: int, j: int, k: int) -> int:
+        """The page of pass ``j``'s block ``k`` for ``n`` items (the HALT page: ``j = n - 1, k = 0``)."""
+        return k if j == 0 else n + 1 + (j - 1) * (n - 1) + k
+
+    def slots_needed(self, size: int) -> int:
+        return page(self.code_page(size, size - 1, 0) if size > 1 else 1) + self.tail
+
+    def max_digits_for(self, n_slots: int) -> int:
+        n = 1
+        while self.slots_needed(n + 1) <= n_slots:
+            n += 1
+        return n
+
+    def prompt(self, problem: tuple[int, ...]) -> str:
+        return f"sort {''.join(str(d) for d in problem)}"  # the loop's words (problems.SAME_WORDS), its held-out split
+
+    def compile(self, problem: tuple[int, ...], isa: ISA) -> Program:
+        n = len(problem)
+        m = self.builder(isa, n)
+        x = right_aligned(problem)
+        for k in range(n + 1):
+            m.data(page(k) + X, x[k] if k < n else 0, f"x[{k}]" if k < n else f"x[{n}] (unused)")
+            if k < n - 1:
+                m.data(page(k) + FLAG, 0, f"f[{k}]")
+                m.data(page(k) + TEMP, 0, f"t[{k}]")
+        halt = page(self.code_page(n, n - 1, 0) if n > 1 else 1) + I_LT
+        blocks = [page(self.code_page(n, j, k)) for j in range(n - 1) for k in range(n - 1)]
+        for b, at in enumerate(blocks):
+            k = b % (n - 1)
+            p, q = page(k), page(k + 1)
+            after = blocks[b + 1] + I_LT if b + 1 < len(blocks) else halt
+            m.inst(at + I_LT, "LT", p + X, q + X, p + FLAG)
+            m.inst(at + I_JZ, "JZ", p + FLAG, None, after)
+            m.inst(at + I_SAVE, "COPY", p + X, None, p + TEMP)
+            m.inst(at + I_MOVE, "COPY", q + X, None, p + X)
+            m.inst(at + I_RESTORE, "COPY", p + TEMP, None, q + X)
+        m.inst(halt, "HALT")
+        out = sorted(problem)
+        return m.program(self.prompt(problem), problem, n, spelled(out), [page(k) + X for k in range(n)],
+                         right_aligned(tuple(out)), max_steps=5 * (n - 1) ** 2 + 1)
