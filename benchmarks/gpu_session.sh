@@ -43,6 +43,7 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
   (cd "$W" && tar czf "$OUT/res.tgz" --exclude='ckpt-*' --exclude=smol-folder --exclude=llama8b --exclude='*.whl' --exclude='smol.part*' .)
   ls -la "$OUT"
 }
+give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
 wait_deadline() { local left=$(( DEADLINE - $(date +%s) )); [ "$left" -gt 0 ] && sleep "$left"; }
 
 TF=(--set tf_end=0.25 --set recompute=true --set replay_by=errors)
@@ -97,8 +98,7 @@ w)
      --exclude=adapter "smollm2/$(cat smollm2/latest)" ) \
     | split -b 15M - "$KEEP/out/weights.tar."
   ls -la "$KEEP/out"
-  for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done
-  ls -la "$OUT" ;;
+  give_pieces ;;
 5)
-  for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT" ;;  # again while pieces remain
+  give_pieces ;;  # again while pieces remain
 esac

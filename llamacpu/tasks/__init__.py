@@ -33,5 +33,5 @@ def get_task(name: str) -> Task:
 
 
 __all__ = ["AdditionTask", "CompiledTask", "CopyTask", "IGNORE", "MultiplicationTask", "Program", "ProgramBatch",
-           "ProblemError", "ProgramsTask", "ReverseTask", "SearchTask", "SortTask", "SubtractionTask", "TASKS", "UnrolledSortTask",
-           "Task", "collate", "get_task"]
+           "ProblemError", "ProgramsTask", "ReverseTask", "SearchTask", "SortTask", "SubtractionTask", "TASKS",
+           "Task", "UnrolledSortTask", "collate", "get_task"]

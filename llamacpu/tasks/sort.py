@@ -81,7 +81,8 @@ class SortTask(DigitListTask):
 
 class UnrolledSortTask(SortTask):
     """The same bubble sort unrolled: the ablation that issue 14's design note measures against
-    :class:`SortTask`, not a task of the command line (the issue's sort must loop with real jumps).
+    :class:`SortTask` (``--task sort-unrolled``; not one of the issue's tasks, whose sort must loop
+    with real jumps).
 
     Every pass is written out: ``n - 1`` passes of the ``n - 1`` compare-and-swap pairs, straight
     line but for the ``JZ`` over each swap (a forward jump; nothing jumps back), no swapped flag,
@@ -104,11 +105,16 @@ class UnrolledSortTask(SortTask):
 
     @staticmethod
     def code_page(n: int, j: int, k: int) -> int:
-        """The page of pass ``j``'s block ``k`` for ``n`` items (the HALT page: ``j = n - 1, k = 0``)."""
+        """The page of pass ``j``'s block ``k`` for ``n`` items."""
         return k if j == 0 else n + 1 + (j - 1) * (n - 1) + k
 
+    @classmethod
+    def halt_page(cls, n: int) -> int:
+        """The last page, after every pass (1 item: no pass, the page after the data)."""
+        return cls.code_page(n, n - 1, 0) if n > 1 else 1
+
     def slots_needed(self, size: int) -> int:
-        return page(self.code_page(size, size - 1, 0) if size > 1 else 1) + self.tail
+        return page(self.halt_page(size)) + self.tail
 
     def max_digits_for(self, n_slots: int) -> int:
         n = 1
@@ -128,7 +134,7 @@ class UnrolledSortTask(SortTask):
             if k < n - 1:
                 m.data(page(k) + FLAG, 0, f"f[{k}]")
                 m.data(page(k) + TEMP, 0, f"t[{k}]")
-        halt = page(self.code_page(n, n - 1, 0) if n > 1 else 1) + I_LT
+        halt = page(self.halt_page(n)) + I_LT
         blocks = [page(self.code_page(n, j, k)) for j in range(n - 1) for k in range(n - 1)]
         for b, at in enumerate(blocks):
             k = b % (n - 1)
