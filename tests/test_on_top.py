@@ -59,3 +59,19 @@ def test_freeze_keeps_the_cpu_and_trains_the_compiler(freeze: str, tmp_path: Pat
 def test_unknown_freeze_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ckpt.RunError, match="freeze='oeu' is not one of '', 'execute', 'cpu'"):
         on_top_trainer(tmp_path / "run", "oeu")
+
+
+def test_init_from_gives_a_controller_of_another_width_the_trained_oeu() -> None:
+    """The OEU reads an opcode and two value codes, not the controller: a machine whose
+    controller has another width (as SmolLM2's 576 against the shipped tiny 128) started from the
+    shipped CPU gets its OEU exactly and keeps its own controller tensors as initialized."""
+    shipped = ckpt.read_config(shipped_run())
+    wide = replace(shipped, controller=replace(shipped.controller, hidden=96, heads=4, intermediate=192, layers=1))
+    torch.manual_seed(0)
+    machine = ckpt.build_machine(wide)
+    new = ckpt.init_from(machine, shipped_run())
+    before = shipped_weights()
+    oeu = {n: p for n, p in machine.named_parameters() if n.startswith("oeu.")}
+    assert oeu and all(torch.equal(p.detach(), before[n]) for n, p in oeu.items())
+    assert not any(n.startswith("oeu.") for n in new)
+    assert {"controller.plan_query", "controller.type_head.weight"} <= set(new)
