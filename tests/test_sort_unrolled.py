@@ -3,25 +3,28 @@ run by the reference interpreter leave the string sorted, jump only forward, and
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llamacpu import interpreter
-from llamacpu.isa import ISA, SlotLayout
+from llamacpu.problems import ProblemError
 from llamacpu.tasks import get_task
-from llamacpu.tasks.base import IGNORE
 from llamacpu.tasks.image import PAGE, number_of, page
 from llamacpu.tasks.sort import I_LT, UnrolledSortTask
 
-ISA_ = ISA(SlotLayout())
+from machine_fixtures import run_cli
+from test_tasks import ISA_, interpret
 
 
 def run(task, items: tuple[int, ...]) -> tuple[interpreter.Run, object]:
     program = task.build(items, ISA_)
-    image = interpreter.Image.from_targets(program.types, program.pointers, program.contents, IGNORE)
-    return interpreter.run(image, ISA_.layout.n_values), program
+    return interpret(program), program
 
 
 @settings(max_examples=150, deadline=None)
@@ -56,9 +59,6 @@ def test_unrolled_sort_memory_grows_as_n_squared_and_refuses_what_does_not_fit()
     assert [task.slots_needed(n) for n in (1, 2, 3, 4, 5)] == [34, 54, 84, 134, 204]
     assert task.max_digits(ISA_) == 5 and loop.max_digits(ISA_) == 23  # in the default 256 slots
     assert task.slots_needed(16) == 20 + 10 * (17 + 14 * 15) + 4 and loop.slots_needed(16) == 185
-    import pytest
-    from llamacpu.problems import ProblemError
-
     with pytest.raises(ProblemError, match="6-item sort-unrolled needs 294 slots; this machine has 256"):
         task.build((3, 1, 4, 1, 5, 9), ISA_)
 
@@ -73,12 +73,6 @@ def test_unrolled_sort_reads_the_same_words_and_keeps_the_same_problems_out():
 
 def test_run_compiles_the_words_with_the_runs_own_layout(tmp_path):
     """`llamacpu run` on a sort-unrolled run reads "sort 3 1 2" as its own task, not the loop's."""
-    import json
-    import shutil
-    from pathlib import Path
-
-    from machine_fixtures import run_cli
-
     shipped = Path(__file__).parent.parent / "llamacpu" / "runs" / "general-cpu"
     run = tmp_path / "unrolled"
     shutil.copytree(shipped, run)
