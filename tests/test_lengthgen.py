@@ -344,3 +344,19 @@ def test_eval_batches_shrink_with_the_problem_and_do_not_change_answers():
 def test_eval_refuses_an_empty_batch(tmp_path):
     result = run_cli(["eval", "--run", str(SHIPPED), "--batch-size", "0"], tmp_path)
     assert_one_clear_line(result, "--batch-size must be at least 1")
+
+
+MUL = Path(__file__).parent.parent / "llamacpu" / "runs" / "mul-lengthgen"
+
+
+def test_the_shipped_mul_run_multiplies_past_its_training():
+    """llamacpu/runs/mul-lengthgen trained on at most 4 by 1 digits: free running on held-out
+    7-digit problems (never trained, memory grown to fit), its answers are right."""
+    from llamacpu.tasks import get_task
+
+    task = get_task("mul")
+    machine, config, _ = ckpt.load_machine(MUL, n_slots=task.slots_needed(7))
+    assert config.train["task"] == "mul" and config.train["max_digits"] == 4
+    machine.eval()
+    result = evaluate(machine, task, 7, 10, seed="shipped-mul-7", diagnostics=False)
+    assert result.trials == 10 and result.correct >= 9
