@@ -54,6 +54,7 @@ class TrainConfig:
     eps: float = 1e-6
     weight_decay: float = 0.0
     warmup: int = 50  # linear lr warm-up at the start of every stage
+    stage_lr_decay: float = 1.0  # every rate times this per stage past the first (later stages take smaller steps)
     grad_clip: float = 1.0
     stage_steps: int = 3000  # step budget of one stage
     replay: float = 0.5  # probability that a batch is of an earlier size (each equally likely) ...
@@ -88,6 +89,8 @@ class TrainConfig:
             raise ckpt.RunError(f"recompute={self.recompute!r} is not true or false")
         if self.replay_by not in REPLAY_BY:
             raise ckpt.RunError(f"replay_by={self.replay_by!r} is not one of {', '.join(map(repr, REPLAY_BY))}")
+        if not 0.0 < self.stage_lr_decay <= 1.0:
+            raise ckpt.RunError(f"stage_lr_decay={self.stage_lr_decay!r} is not in (0, 1]")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
@@ -304,7 +307,8 @@ class Trainer:
         self._step_loss: nn.Module | None = None  # the losses' module, under DDP with several ranks (built at first use)
 
     def _lr_factor(self, _: int) -> float:
-        return min(1.0, (self.step - self.stage_start + 1) / max(1, self.config.warmup))
+        warm = min(1.0, (self.step - self.stage_start + 1) / max(1, self.config.warmup))
+        return warm * self.config.stage_lr_decay ** (self.stage - 1)
 
     # ---- state ----
     def state(self) -> dict[str, Any]:

@@ -70,3 +70,23 @@ def test_spike_skip_drops_only_an_update_far_above_the_recent_norms(tmp_path: Pa
     plain = make_trainer(tmp_path / "plain", small_run_config(train=small_train_config()))
     plain.recent_norms = [1e-9] * 20
     assert "skipped" not in plain.train_step()  # spike_skip 0: never
+
+
+def test_stage_lr_decay_scales_every_group_per_stage_past_the_first(tmp_path: Path) -> None:
+    """stage_lr_decay d: after warm-up, stage k's rates are d**(k-1) times the configured ones
+    (the OEU's group keeps its scale); 1.0 leaves them; a decay outside (0, 1] is refused."""
+    from machine_fixtures import small_run_config, small_train_config
+
+    trainer = make_trainer(tmp_path / "run", small_run_config(train=small_train_config(stage_lr_decay=0.5, warmup=1)))
+    base = [g["initial_lr"] for g in trainer.optimizer.param_groups]
+    for stage, factor in ((1, 1.0), (2, 0.5), (3, 0.25)):
+        trainer.stage, trainer.stage_start = stage, trainer.step
+        trainer.scheduler.step()
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([b * factor for b in base])
+    plain = make_trainer(tmp_path / "plain", small_run_config(train=small_train_config(warmup=1)))
+    plain.stage, plain.stage_start = 4, plain.step
+    plain.scheduler.step()
+    assert [g["lr"] for g in plain.optimizer.param_groups] == pytest.approx(base)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ckpt.RunError, match="stage_lr_decay"):
+            small_train_config(stage_lr_decay=bad)

@@ -360,3 +360,20 @@ def test_the_shipped_mul_run_multiplies_past_its_training():
     machine.eval()
     result = evaluate(machine, task, 7, 10, seed="shipped-mul-7", diagnostics=False)
     assert result.trials == 10 and result.correct >= 9
+
+
+REVERSE = Path(__file__).parent.parent / "llamacpu" / "runs" / "reverse"
+
+
+def test_the_shipped_reverse_run_reverses_eight_items():
+    """llamacpu/runs/reverse, trained on 1-8 items with stage_lr_decay=0.8 (docs/experiments.md,
+    "Session 27"): free running on held-out 8-item strings, its answers are right and its plans
+    are the compiler's."""
+    from llamacpu.tasks import get_task
+
+    task = get_task("reverse")
+    machine, config, _ = ckpt.load_machine(REVERSE, n_slots=task.slots_needed(8))
+    assert config.train["task"] == "reverse" and config.train["max_digits"] == 8
+    machine.eval()
+    result = evaluate(machine, task, 8, 10, seed="shipped-reverse-8", diagnostics=False)
+    assert result.trials == 10 and result.correct >= 9 and result.plan_exact >= 0.9
