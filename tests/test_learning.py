@@ -90,3 +90,25 @@ def test_stage_lr_decay_scales_every_group_per_stage_past_the_first(tmp_path: Pa
     for bad in (0.0, 1.5):
         with pytest.raises(ckpt.RunError, match="stage_lr_decay"):
             small_train_config(stage_lr_decay=bad)
+
+
+def test_a_refused_compile_mode_names_the_modes() -> None:
+    from machine_fixtures import small_train_config
+
+    with pytest.raises(ckpt.RunError, match="compile='fast' is not one of '', 'default'"):
+        small_train_config(compile="fast")
+
+
+@pytest.mark.slow
+def test_a_compiled_backbone_trains_as_the_eager_one(tmp_path: Path) -> None:
+    """compile="default": the same losses step for step as eager, from the same seed, and the
+    same parameter names (checkpoints of a compiled run load into an eager machine)."""
+    from machine_fixtures import small_run_config, small_train_config
+
+    runs = {}
+    for mode in ("", "default"):
+        trainer = make_trainer(tmp_path / f"run{mode}", small_run_config(train=small_train_config(compile=mode)))
+        runs[mode] = (trainer, [trainer.train_step()["loss_total"] for _ in range(3)])
+    (eager, eager_losses), (compiled, compiled_losses) = runs[""], runs["default"]
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    assert list(compiled.machine.state_dict()) == list(eager.machine.state_dict())
