@@ -309,7 +309,7 @@ def main() -> None:
     ap.add_argument("--recompute", action="store_true",
                     help="recompute each cycle's control unit in backward (--set recompute=true): less memory")
     ap.add_argument("--compile", default="", choices=COMPILE_MODES, metavar="MODE",
-                    help="torch.compile the backbone (--set compile=MODE): default, reduce-overhead or max-autotune")
+                    help="torch.compile every decoder layer (--set compile=MODE): default, reduce-overhead or max-autotune")
     ap.add_argument("--no-flops", action="store_true",
                     help="skip the extra step under torch's FLOP counter (it holds every activation: no MFU column)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")

@@ -84,7 +84,7 @@ class TrainConfig:
     phrasings: str = "symbols"  # addition's prompts: "symbols" ("a + b") or "trained" (words too; llamacpu.phrasings)
     freeze: str = ""  # "execute": the execute phase's own modules stay as loaded; "cpu": so does all it reads (FREEZE)
     recompute: bool = False  # each cycle's control unit runs again in backward: same gradients, less memory
-    compile: str = ""  # torch.compile the backbone: "" (not), or a mode of COMPILE_MODES (shapes dynamic)
+    compile: str = ""  # torch.compile the decoder layers: "" (not), or a mode of COMPILE_MODES (shapes dynamic)
 
     def __post_init__(self) -> None:  # checked before a run folder is written
         if not isinstance(self.recompute, bool):
