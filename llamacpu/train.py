@@ -118,19 +118,22 @@ FREEZE: dict[str, tuple[str, ...]] = {
 }
 
 
-def compile_backbone(machine: Machine, mode: str) -> int:
+def decoder_layers(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's decoder layers (``LlamaDecoderLayer`` and its kin), in order."""
+    return [m for m in backbone.modules() if type(m).__name__.endswith("DecoderLayer")]
+
+
+def compile_backbone(machine: Machine, mode: str) -> None:
     """``torch.compile`` the controller's backbone in place, one decoder layer at a time (regional
     compilation: the layers share their code, so one compilation serves all of them; a whole
     30-layer SmolLM2 took minutes), with dynamic shapes, since prompts, windows and batches vary.
-    Parameter names, and so checkpoints, stay as they are. "" leaves it eager. Returns how many
-    modules were compiled (the whole backbone where it has no decoder layers)."""
+    Parameter names, and so checkpoints, stay as they are. "" leaves it eager; a backbone without
+    decoder layers is compiled whole."""
     if not mode:
-        return 0
+        return
     backbone = machine.controller.backbone
-    layers = [m for m in backbone.modules() if type(m).__name__.endswith("DecoderLayer")] or [backbone]
-    for layer in layers:
+    for layer in decoder_layers(backbone) or [backbone]:
         layer.compile(mode=mode, dynamic=True)
-    return len(layers)
 
 
 def freeze_parameters(machine: Machine, what: str) -> list[str]:

@@ -103,6 +103,7 @@ def test_a_refused_compile_mode_names_the_modes() -> None:
 def test_a_compiled_backbone_trains_as_the_eager_one(tmp_path: Path) -> None:
     """compile="default": every decoder layer compiled, the same losses step for step as eager
     from the same seed, and the same parameter names (a compiled run's checkpoints load eager)."""
+    from llamacpu.train import decoder_layers
     from machine_fixtures import small_run_config, small_train_config
 
     runs = {}
@@ -110,7 +111,7 @@ def test_a_compiled_backbone_trains_as_the_eager_one(tmp_path: Path) -> None:
         trainer = make_trainer(tmp_path / f"run{mode}", small_run_config(train=small_train_config(compile=mode)))
         runs[mode] = (trainer, [trainer.train_step()["loss_total"] for _ in range(3)])
     (eager, eager_losses), (compiled, compiled_losses) = runs[""], runs["default"]
-    layers = [m for m in compiled.machine.controller.backbone.modules() if type(m).__name__.endswith("DecoderLayer")]
+    layers = decoder_layers(compiled.machine.controller.backbone)
     assert layers and all(getattr(m, "_compiled_call_impl", None) is not None for m in layers)
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
     assert list(compiled.machine.state_dict()) == list(eager.machine.state_dict())

@@ -294,7 +294,8 @@ def test_shift_distribution_one_offset_at_a_time_matches_all_at_once(monkeypatch
     assert int(moved.argmax()) == 12
 
 
-SHIPPED = Path(__file__).parent.parent / "llamacpu" / "runs" / "add-lengthgen"
+RUNS = Path(__file__).parent.parent / "llamacpu" / "runs"  # the shipped trained runs
+SHIPPED = RUNS / "add-lengthgen"
 
 
 def test_the_shipped_lengthgen_run_plans_far_past_its_training():
@@ -346,7 +347,7 @@ def test_eval_refuses_an_empty_batch(tmp_path):
     assert_one_clear_line(result, "--batch-size must be at least 1")
 
 
-MUL = Path(__file__).parent.parent / "llamacpu" / "runs" / "mul-lengthgen"
+MUL = RUNS / "mul-lengthgen"
 
 
 def test_the_shipped_mul_run_multiplies_past_its_training():
@@ -362,7 +363,7 @@ def test_the_shipped_mul_run_multiplies_past_its_training():
     assert result.trials == 10 and result.correct >= 9
 
 
-REVERSE = Path(__file__).parent.parent / "llamacpu" / "runs" / "reverse"
+REVERSE = RUNS / "reverse"
 
 
 def test_the_shipped_reverse_run_reverses_eight_items():
