@@ -83,7 +83,8 @@ except (OSError, KeyError, IndexError, ValueError):
 PY
   then train smollm2-c --cpu smollm2 --max-digits 4 --checkpoint-every 50 "${INIT[@]}" --set compile=default; fi
 }
-wait_deadline() { local left=$(( DEADLINE - $(date +%s) )); [ "$left" -gt 0 ] && sleep "$left"; }
+left() { echo $(( DEADLINE - $(date +%s) )); }  # seconds to the deadline
+wait_deadline() { local l; l=$(left); [ "$l" -gt 0 ] && sleep "$l"; }
 
 TF=(--set tf_end=0.25)
 case $PHASE in
@@ -106,7 +107,7 @@ t)  # issue 13 item 3: SmolLM2's training step eager and under torch.compile, al
   # then (issue 13 item 1) its curriculum from phase w's weights, compiled too where that paid
   install_smollm2 || exit 1
   for m in eager default; do
-    timeout $([ $m = eager ] && echo 80 || echo $(( DEADLINE - $(date +%s) > 160 ? DEADLINE - $(date +%s) - 100 : 60 ))) python3 benchmarks/train_throughput.py --controllers smollm2 --digits 2 --batch-sizes 32 \
+    timeout $([ $m = eager ] && echo 80 || { l=$(left); echo $(( l > 160 ? l - 100 : 60 )); }) python3 benchmarks/train_throughput.py --controllers smollm2 --digits 2 --batch-sizes 32 \
       --steps 5 --warmup 3 --device cuda --no-flops $([ $m = eager ] || echo --compile $m) \
       --json "$OUT/train_throughput_h200_smollm2_b32_d2_$m.json" 2>&1 | tail -4
   done
@@ -131,7 +132,7 @@ c)
   # trained and the held-out phrasings while the other runs go on.
   if [ -d "$W/smollm2-phr" ]; then
     pkill -TERM -f 'run /root/w/smollm2-phr ' ; sleep 25
-    E=$(( DEADLINE - $(date +%s) - 90 ))
+    E=$(( $(left) - 90 ))
     for p in trained held-out; do
       bg "phr_$p" bash -c "timeout $E ${LLAMACPU[*]} eval --run $W/smollm2-phr --device cuda --digits 1,2 --trials 200 --phrasings $p --json > $W/phr_$p.json"
     done
@@ -140,11 +141,11 @@ c)
   pkill -TERM -f 'llamacpu.cli train'; sleep 40; pkill -KILL -f 'llamacpu.cli' ; sleep 2
   collect
   mkdir -p "$KEEP/out"
-  # The small files and every run's last model.safetensors (tiny first): at most 64 MiB come
+  # The small files and every run's last model.safetensors (smallest first, so the tiny runs'): at most 64 MiB come
   # back a call, so four 15 MiB pieces a call.
   (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
-     $(for r in reverse-d8-s1 reverse-d8-s2 search-em smollm2 smollm2-c smollm2-phr smol4bit; do
-         [ -f "$r/latest" ] && echo "$r/$(cat "$r/latest")/model.safetensors"; done) ) \
+     $(for l in */latest; do f="${l%/latest}/$(cat "$l")/model.safetensors"; [ -f "$f" ] && stat -c '%s %n' "$f"; done \
+         | sort -n | cut -d' ' -f2) ) \
     | split -b 15M - "$KEEP/out/weights.tar."
   ls -la "$KEEP/out"
   give_pieces ;;
