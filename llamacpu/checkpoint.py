@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from llamacpu.controller import ControllerConfig, build_controller
@@ -27,6 +28,7 @@ from llamacpu.oeu import OEUConfig, OperatorExecutionUnit
 from llamacpu.run_folder import CONFIG, RunError, check_run, is_run, shipped_run  # noqa: F401  (ckpt.is_run, ckpt.RunError)
 
 LATEST = "latest"
+STAGE_START = "stage-start"  # the current stage's starting weights and state (TrainConfig.rewinds)
 
 
 @dataclass
@@ -91,10 +93,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpt
 
 
-def save_checkpoint(run_dir: Path, machine: Machine, step: int, state: dict[str, Any], keep: int = 2) -> Path:
-    """Write ckpt-STEP atomically, then point ``latest`` at it; keep the newest ``keep``."""
-    final = run_dir / f"ckpt-{step:07d}"
-    tmp = run_dir / f".tmp-ckpt-{step:07d}-{os.getpid()}"
+def _write_checkpoint(tmp: Path, machine: Machine, step: int, state: dict[str, Any]) -> None:
+    """A checkpoint's files in a fresh folder ``tmp``: the run's weights, adapters, trainer state."""
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tensors = trainable_state(machine)
@@ -105,6 +105,37 @@ def save_checkpoint(run_dir: Path, machine: Machine, step: int, state: dict[str,
         peft_model.save_pretrained(str(tmp / "adapter"))
     torch.save(state, tmp / "state.pt")
     _fsync_dir(tmp)
+
+
+def save_stage_start(run_dir: Path, machine: Machine, step: int, state: dict[str, Any]) -> Path:
+    """The weights and state a stage started from (every size before it passed), in
+    :data:`STAGE_START`: what a rewind goes back to. Replaced whole at each stage's start."""
+    final = run_dir / STAGE_START
+    tmp, old = run_dir / f".tmp-{STAGE_START}-{os.getpid()}", run_dir / f".old-{STAGE_START}-{os.getpid()}"
+    _write_checkpoint(tmp, machine, step, state)
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def stage_start(run_dir: Path, step: int) -> Path | None:
+    """The stage-start snapshot if it is the one written at ``step`` (the current stage's start), else None."""
+    path = run_dir / STAGE_START / "model.safetensors"
+    if not path.is_file():
+        return None
+    with safe_open(str(path), "pt") as f:
+        written = (f.metadata() or {}).get("step")
+    return path.parent if written == str(step) else None
+
+
+def save_checkpoint(run_dir: Path, machine: Machine, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ckpt-STEP atomically, then point ``latest`` at it; keep the newest ``keep``."""
+    final = run_dir / f"ckpt-{step:07d}"
+    tmp = run_dir / f".tmp-ckpt-{step:07d}-{os.getpid()}"
+    _write_checkpoint(tmp, machine, step, state)
     backup = None
     if final.exists() and _latest_name(run_dir) == final.name:
         # The newest step written again (a stage end on a checkpoint step): `latest` names a

@@ -380,6 +380,10 @@ class _Display:
             verdict = "passed" if record["passed"] else "ran out of budget"
             self.console.log(f"stage {record['stage']} {verdict} at step {record['at_step']}: "
                              f"held-out accuracy {record['accuracy']:.1%} after {record['steps']} steps")
+        elif event == "rewind":
+            sizes = ", ".join(map(str, record["fallen"]))
+            self.console.log(f"stage {record['stage']} rewound to step {record['to_step']} at step {record['step']} "
+                             f"(size {sizes} fell; rewind {record['rewinds']}, lr {record['lr']:.2g})")
 
     def finish(self, trainer: Any, summary: dict[str, Any], wall: float) -> None:
         from rich.table import Table

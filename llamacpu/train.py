@@ -60,6 +60,9 @@ class TrainConfig:
     stage_steps: int = 3000  # step budget of one stage
     replay: float = 0.5  # probability that a batch is of an earlier size (each equally likely) ...
     replay_by: str = "uniform"  # ... or "errors": by each size's error at the last full check (REPLAY_BY)
+    rewinds: int = 0  # forgetting guard: times a stage may go back to its start (weights, optimizer) when ...
+    rewind_below: float = 0.9  # ... a full check finds a size an earlier stage passed under this accuracy;
+    rewind_lr: float = 0.5  # each rewind multiplies the stage's rates by this (0: no guard; docs/experiments.md)
     tf_start: float = 0.5  # scheduled sampling: probability of using a target, annealed ...
     tf_steps: int = 400  # ... linearly to ``tf_end`` over this many steps of each stage
     tf_end: float = 0.0  # where the annealing stops (loops: a floor keeps soft runs near their targets)
@@ -95,6 +98,11 @@ class TrainConfig:
             raise ckpt.RunError(f"compile={self.compile!r} is not one of {', '.join(map(repr, COMPILE_MODES))}")
         if not 0.0 < self.stage_lr_decay <= 1.0:
             raise ckpt.RunError(f"stage_lr_decay={self.stage_lr_decay!r} is not in (0, 1]")
+        if not isinstance(self.rewinds, int) or isinstance(self.rewinds, bool) or self.rewinds < 0:
+            raise ckpt.RunError(f"rewinds={self.rewinds!r} is not a whole number of 0 or more")
+        for name in ("rewind_below", "rewind_lr"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ckpt.RunError(f"{name}={getattr(self, name)!r} is not in (0, 1]")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
@@ -318,6 +326,8 @@ class Trainer:
         self.step = 0
         self.stage = 1
         self.stage_start = 0
+        self.segment_start = 0  # where warm-up and teacher forcing count from: the stage's start or its last rewind
+        self.stage_rewinds = 0  # rewinds taken in this stage
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.done = False
         self.recent_norms: list[float] = []  # the last SPIKE_WINDOW gradient norms (before clipping)
@@ -330,8 +340,9 @@ class Trainer:
         self._step_loss: nn.Module | None = None  # the losses' module, under DDP with several ranks (built at first use)
 
     def _lr_factor(self, _: int) -> float:
-        warm = min(1.0, (self.step - self.stage_start + 1) / max(1, self.config.warmup))
-        return warm * self.config.stage_lr_decay ** (self.stage - 1)
+        c = self.config
+        warm = min(1.0, (self.step - self.segment_start + 1) / max(1, c.warmup))
+        return warm * c.stage_lr_decay ** (self.stage - 1) * c.rewind_lr ** self.stage_rewinds
 
     # ---- state ----
     def state(self) -> dict[str, Any]:
@@ -342,6 +353,7 @@ class Trainer:
             "data_rng": _rng_to_plain(self.data_rng.getstate()), "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(), "recent_norms": list(self.recent_norms),
             "skipped_updates": self.skipped_updates, "stage_errors": json.dumps(self.stage_errors),
+            "segment_start": self.segment_start, "stage_rewinds": self.stage_rewinds,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -352,6 +364,7 @@ class Trainer:
         if self.done and last and last["passed"] and last["stage"] == self.stage < self.config.max_digits:
             # a finished curriculum resumed with a larger --max-digits goes on to the next stage
             self.done, self.stage, self.stage_start = False, self.stage + 1, self.step
+            state = {**state, "segment_start": self.step, "stage_rewinds": 0}
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.data_rng.setstate(_rng_from_plain(state["data_rng"]))
@@ -360,6 +373,8 @@ class Trainer:
         self.recent_norms = [float(n) for n in state.get("recent_norms", [])]  # absent before spike_skip
         self.skipped_updates = int(state.get("skipped_updates", 0))
         self.stage_errors = {int(k): float(v) for k, v in json.loads(state.get("stage_errors", "{}")).items()}
+        self.segment_start = int(state.get("segment_start", self.stage_start))  # absent before rewinds
+        self.stage_rewinds = int(state.get("stage_rewinds", 0))
         if self.world.is_main:
             self._forget_metrics_after(self.step)
 
@@ -418,7 +433,7 @@ class Trainer:
 
     def teacher_forcing(self) -> float:
         c = self.config
-        annealed = c.tf_start * (1 - (self.step - self.stage_start) / max(1, c.tf_steps))
+        annealed = c.tf_start * (1 - (self.step - self.segment_start) / max(1, c.tf_steps))
         return max(c.tf_end, annealed, 0.0)
 
     # ---- loop ----
@@ -549,7 +564,9 @@ class Trainer:
             accuracy = None
             if full or quick:  # rank 0 checks; every rank takes its verdict and the errors replay weighs by
                 accuracy, self.stage_errors = self.world.from_main(lambda: (self.competence(full), self.stage_errors))
-            if accuracy is not None:
+            fallen = self.fallen_sizes() if accuracy is not None else []
+            rewound = bool(fallen) and self.stage_rewinds < c.rewinds and self.rewind(fallen)
+            if accuracy is not None and not rewound:
                 if accuracy >= c.threshold:
                     self._end_stage(passed=True, accuracy=accuracy)
                 elif self.step - self.stage_start >= c.stage_steps:
@@ -566,6 +583,38 @@ class Trainer:
         passed_quick = None if full else self.quick_check()
         return self.check(known=passed_quick) if full or passed_quick is not None else None
 
+    def fallen_sizes(self) -> list[int]:
+        """Sizes that earlier stages passed and the last full check found under ``rewind_below``."""
+        own = self.stage_size
+        sizes = {self.task.stage_size(k) for k in range(1, self.stage)
+                 if self.stage_errors.get(k, 0.0) > 1.0 - self.config.rewind_below}
+        return sorted(sizes - {own})
+
+    def rewind(self, fallen: list[int]) -> bool:
+        """The forgetting guard: back to the weights and optimizer state this stage started from
+        (every earlier size passed then), at ``rewind_lr`` times the rates, warm-up and teacher
+        forcing from the top; the step count, the data and the stage's budget go on. False (and
+        nothing done) when the run holds no snapshot of this stage's start (it began without
+        ``rewinds``). Every rank reads the snapshot rank 0 wrote at the stage's start."""
+        snapshot = ckpt.stage_start(self.run_dir, self.stage_start)
+        if snapshot is None:
+            log.warning("stage %d: sizes %s fell, but the run holds no snapshot of the stage's start to rewind to",
+                        self.stage, fallen)
+            return False
+        ckpt.load_weights(self.machine, snapshot)
+        self.optimizer.load_state_dict(ckpt.load_state(snapshot)["optimizer"])
+        self.stage_rewinds += 1
+        self.segment_start = self.step
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self._lr_factor(self.step)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # what get_last_lr logs
+        record = {"event": "rewind", "step": self.step, "stage": self.stage, "fallen": fallen,
+                  "rewinds": self.stage_rewinds, "to_step": self.stage_start,
+                  "lr": self.optimizer.param_groups[0]["lr"]}
+        self.log_metrics(record)
+        self.on_progress(record)
+        return True
+
     def _end_stage(self, passed: bool, accuracy: float) -> None:
         entry = {"stage": self.stage, "passed": passed, "accuracy": accuracy,
                  "steps": self.step - self.stage_start, "at_step": self.step}
@@ -576,7 +625,10 @@ class Trainer:
             self.done = True
         else:
             self.stage += 1
-            self.stage_start = self.step
+            self.stage_start = self.segment_start = self.step
+            self.stage_rewinds = 0
+            if self.config.rewinds > 0 and self.world.is_main:
+                ckpt.save_stage_start(self.run_dir, self.machine, self.step, self.state())
         self.save()
 
 
