@@ -543,6 +543,15 @@ def _eval(args: argparse.Namespace) -> int:
         plan = (f"{r.plan_exact:.1%}", "-" if r.from_target is None else f"{r.from_target:.1%}") if planned else ()
         table.add_row(str(r.digits), str(r.trials), str(r.correct), f"{r.accuracy:.1%}", str(r.halted), *plan)
     Console().print(table)
+    if any(r.plan_errors for r in results):  # where the wrong plans are wrong
+        errs = Table(title="wrong plans: problems whose plan has the field wrong in a slot of the target type")
+        for col in (task.size_name, "field", "slot type", "problems", "of trials"):
+            errs.add_column(col, justify="right")
+        for r in results:
+            for kind, n in r.plan_errors.items():
+                name, slot_type = kind.split(" ", 1)
+                errs.add_row(str(r.digits), name, slot_type, str(n), f"{n / r.trials:.1%}")
+        Console().print(errs)
     worded: dict[str, list[int]] = {}
     for r in results:
         for template, counts in r.by_phrasing.items():

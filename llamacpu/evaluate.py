@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from llamacpu.controller import Prompt
+from llamacpu.isa import SLOT_TYPES
 from llamacpu.machine import Execution, Machine, Plan
 from typing import Any
 
@@ -116,6 +117,27 @@ def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:
     return ok.all(-1).tolist()
 
 
+PLAN_FIELDS = ("type", "content", "pointer")
+
+
+def plan_errors(plan: Plan, batch: ProgramBatch) -> list[set[str]]:
+    """Per problem: what its argmax plan gets wrong, as ``"FIELD TYPE"`` for each field of
+    :data:`PLAN_FIELDS` wrong in some slot whose target type is TYPE (``"content DATA"``: a
+    data slot holds the wrong value). Empty for an exact plan, as for a program given as an image."""
+    if not batch.planned:
+        return [set() for _ in batch.programs]
+    wrong = {  # (B, W) each
+        "type": plan.type_logits.argmax(-1) != batch.types,
+        "content": (plan.content_logits.argmax(-1) != batch.contents) & (batch.contents != IGNORE),
+        "pointer": ((plan.pointers.argmax(-1) != batch.pointers) & (batch.pointers != IGNORE)).any(-1),
+    }
+    kinds: list[set[str]] = [set() for _ in batch.programs]
+    for name in PLAN_FIELDS:
+        for b, w in wrong[name].nonzero().tolist():
+            kinds[b].add(f"{name} {SLOT_TYPES[int(batch.types[b, w])]}")
+    return kinds
+
+
 class EvalStopped(Exception):
     """Raised by a signal handler to stop an evaluation now: :func:`evaluate` keeps the batches it
     finished (its result says ``stopped``); the argument is the signal's name."""
@@ -133,6 +155,7 @@ class SizeResult:
     failures: list[tuple[int, int]]
     by_taken_jumps: dict[str, list[int]] = field(default_factory=dict)  # jumps taken -> [trials, correct]
     by_phrasing: dict[str, list[int]] = field(default_factory=dict)  # template -> [trials, correct, plan exact]
+    plan_errors: dict[str, int] = field(default_factory=dict)  # "FIELD TYPE" -> problems whose plan has it (plan_errors)
     stopped: str = ""  # the signal that stopped it ("": every problem ran; else ``trials`` ran)
 
 
@@ -179,6 +202,7 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
     failures: list[tuple[int, int]] = []
     by_jumps: dict[str, list[int]] = {}
     by_phrasing: dict[str, list[int]] = {}
+    errors: dict[str, int] = {}
     stopped = ""
     try:
         for i in range(0, len(problems), batch_size):
@@ -197,6 +221,10 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
                 if len(problem) > 2 and hasattr(task, "phrasings"):  # (a, b, k): the k-th phrasing
                     row = new_phrasing.setdefault(task.phrasings[problem[2]], [0, 0, 0])
                     row[0], row[1], row[2] = row[0] + 1, row[1] + int(ok), row[2] + int(same)
+            new_errors = dict(errors)
+            for kinds in plan_errors(run.plan, run.batch):
+                for kind in kinds:
+                    new_errors[kind] = new_errors.get(kind, 0) + 1
             new_jumps = {b: list(row) for b, row in by_jumps.items()}
             for prog, ok in zip(programs, run.correct):
                 if prog.taken_jumps is not None:
@@ -206,7 +234,7 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
             new_totals = (totals[0] + len(chunk), totals[1] + sum(run.correct),
                           totals[2] + int(run.execution.halted.sum()), totals[3] + sum(run.plan_exact),
                           totals[4] + right_from_target)
-            totals, failures, by_phrasing, by_jumps = new_totals, new_failures, new_phrasing, new_jumps
+            totals, failures, by_phrasing, by_jumps, errors = new_totals, new_failures, new_phrasing, new_jumps, new_errors
             if max_failures is not None and totals[0] - totals[1] > max_failures:
                 break
     except EvalStopped as stop:
@@ -216,7 +244,8 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
     return SizeResult(digits, n, correct, correct / n if n else 0.0, halted, exact / n if n else 0.0,
                       from_target / n if diagnostics and planned and n else None, failures,
                       dict(sorted(by_jumps.items(), key=lambda kv: bucket_order(kv[0]))),
-                      {t: by_phrasing[t] for t in getattr(task, "phrasings", ()) if t in by_phrasing}, stopped)
+                      {t: by_phrasing[t] for t in getattr(task, "phrasings", ()) if t in by_phrasing},
+                      dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))), stopped)
 
 
 JUMP_BUCKETS = ((0, 0), (1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9))
@@ -240,6 +269,6 @@ def results_json(task: str, results: list[SizeResult]) -> dict:
     rows = []
     for r in results:
         row = {k: v for k, v in asdict(r).items()
-               if k != "failures" and not (k in ("by_taken_jumps", "by_phrasing", "stopped") and not v)}
+               if k != "failures" and not (k in ("by_taken_jumps", "by_phrasing", "plan_errors", "stopped") and not v)}
         rows.append(row)
     return {"task": task, "results": rows}
