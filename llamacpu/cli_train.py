@@ -84,6 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --plan-attention local: how many places away a token sees (default 1)")
     p.add_argument("--end-marker", action="store_true",
                    help="a new run's plan queries on the window's last page carry a learned marker")
+    p.add_argument("--no-bos", action="store_true",
+                   help="a new run with a pretrained controller leaves out the tokenizer's BOS token, so the "
+                   "prompt's first token becomes the model's attention sink (the ablation; runs made before "
+                   "the BOS token keep going without it)")
     p.add_argument("--absolute-slots", type=int, default=None, metavar="K",
                    help="a new run's absolute pointers reach the first K slots only; with --position-offsets the "
                    "run then evaluates in memory larger than it trained in")
@@ -163,7 +167,7 @@ def _new_run_config(args: argparse.Namespace) -> RunConfig:
                                   absolute_slots=args.absolute_slots or 0,
                                   plan_positions=args.plan_positions or "sequence",
                                   plan_attention=args.plan_attention or "causal", end_marker=args.end_marker,
-                                  plan_reach=1 if args.plan_reach is None else args.plan_reach)
+                                  bos=not args.no_bos, plan_reach=1 if args.plan_reach is None else args.plan_reach)
     layout = SlotLayout(n_slots=args.slots or SlotLayout.n_slots, key_seed=args.isa_seed or 0)
     train = TrainConfig(lr=args.lr or DEFAULT_LR, lora_lr=None if preset == "tiny" else args.lora_lr or DEFAULT_LORA_LR,
                         seed=args.seed or 0, optimizer="adamw8bit" if args.load_in_4bit else "adamw")
@@ -216,6 +220,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             ("--plan-positions", args.plan_positions is not None),
                             ("--plan-attention", args.plan_attention is not None),
                             ("--end-marker", args.end_marker), ("--plan-reach", args.plan_reach is not None),
+                            ("--no-bos", args.no_bos),
                             ("--isa-seed", args.isa_seed is not None)):
             if given:
                 raise ckpt.RunError(f"{flag} shapes a new run; {run_dir} keeps the controller it was made with")

@@ -101,6 +101,12 @@ class ControllerConfig:
     # to the problem, so the page where a program ends (addition's tail) is known without looking
     # at digits that sit at distances training never showed.
     end_marker: bool = False
+    # Pretrained presets: every prompt starts with the tokenizer's BOS token, as in pretraining.
+    # Without it the prompt's first token (the first operand's leading digit) becomes the model's
+    # attention sink: in SmolLM2 its hidden state grows to about 160 times the others' by layer
+    # 15 and stops depending on the token (docs/experiments.md, "Session 31"). No effect on a
+    # tokenizer without a BOS token (the tiny preset's).
+    bos: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pc_modes", tuple(self.pc_modes))
@@ -154,6 +160,7 @@ class ControllerConfig:
     def from_dict(cls, raw: dict[str, Any]) -> "ControllerConfig":
         """From a run's config.json; a run saved before the general CPU gets its own control unit."""
         raw = dict(raw)
+        raw.setdefault("bos", False)  # a run saved before the BOS token was trained without it
         if "pc_modes" not in raw:
             raw["pc_modes"], raw["status_register"] = LEGACY_PC_MODES, False
         return cls(**raw)
@@ -173,8 +180,10 @@ def char_tokenizer() -> Any:
 class PromptTokenizer:
     """Left-padding batch encoder over either a `tokenizers` char vocabulary or an HF tokenizer."""
 
-    def __init__(self, hf_tokenizer: Any = None) -> None:
+    def __init__(self, hf_tokenizer: Any = None, bos: bool = False) -> None:
         self.hf = hf_tokenizer
+        # The BOS token that starts every prompt (an HF tokenizer that has one, when asked), else None.
+        self.bos_id = getattr(hf_tokenizer, "bos_token_id", None) if bos else None
         if hf_tokenizer is None:
             self.tok = char_tokenizer()
             self.pad_id = 0
@@ -187,8 +196,11 @@ class PromptTokenizer:
         if self.hf is None:
             enc = self.tok.encode(text)
             return enc.ids, enc.tokens
-        ids = self.hf(text, add_special_tokens=False)["input_ids"]
+        ids = self._with_bos(self.hf(text, add_special_tokens=False)["input_ids"])
         return ids, [self.hf.decode([i]) for i in ids]
+
+    def _with_bos(self, ids: list[int]) -> list[int]:
+        return ids if self.bos_id is None else [self.bos_id, *ids]
 
     def encode(self, text: str) -> tuple[list[int], list[int], list[int]]:
         """Token ids of ``text`` and, per token, its place value and number index (see :class:`Prompt`)."""
@@ -200,11 +212,15 @@ class PromptTokenizer:
             enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=self.hf.is_fast)
             ids = enc["input_ids"]
             offsets = enc["offset_mapping"] if self.hf.is_fast else self._decoded_offsets(ids, text)
-            if offsets is None:
-                return ids, [0] * len(ids), [0] * len(ids)
-        place, number = digit_places(text)
-        last = [max(end - 1, 0) for _, end in offsets]  # a token's place is its last char's
-        return ids, [place[i] for i in last], [number[i] for i in last]
+        if offsets is None:
+            places = numbers = [0] * len(ids)
+        else:
+            place, number = digit_places(text)
+            last = [max(end - 1, 0) for _, end in offsets]  # a token's place is its last char's
+            places, numbers = [place[i] for i in last], [number[i] for i in last]
+        if self.bos_id is None:
+            return ids, places, numbers
+        return self._with_bos(ids), [0, *places], [0, *numbers]  # BOS: no place, no number
 
     def _decoded_offsets(self, ids: list[int], text: str) -> list[tuple[int, int]] | None:
         """Character spans of the tokens, for a tokenizer that gives no offsets (a slow one):
@@ -620,7 +636,7 @@ def build_controller(config: ControllerConfig, isa: ISA, cache_dir: Path | None 
         disable_bnb_inference_repack(causal_lm)
     causal_lm = add_lora(causal_lm, config)
     backbone = causal_lm.base_model.model.model  # the LlamaModel inside, LoRA layers in place
-    controller = Controller(backbone, PromptTokenizer(hf_tok), isa, config)
+    controller = Controller(backbone, PromptTokenizer(hf_tok, bos=config.bos), isa, config)
     controller.peft_model = causal_lm  # kept for save_pretrained of the adapters
     return controller
 

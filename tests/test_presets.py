@@ -78,6 +78,7 @@ def test_smollm2_prompt_carries_place_values(smollm2: Trainer) -> None:
     assert tok.hf is not None
     text = "123 + 4567"
     ids, places, numbers = tok.encode(text)
+    assert ids[0] == tok.hf.bos_token_id and places[0] == numbers[0] == 0  # <|im_start|>, the sink it expects
     pieces = [tok.hf.decode([i]) for i in ids]
     digits = [(p.strip(), place, number) for p, place, number in zip(pieces, places, numbers) if p.strip().isdigit()]
     assert digits == [("1", 3, 1), ("2", 2, 1), ("3", 1, 1), ("4", 4, 2), ("5", 3, 2), ("6", 2, 2), ("7", 1, 2)]
