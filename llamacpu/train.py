@@ -82,6 +82,11 @@ class TrainConfig:
     device: str = "cpu"
     optimizer: str = "adamw"  # "adamw" or "adamw8bit" (bitsandbytes; the 4-bit recipe)
     init_from: str = ""  # a run folder whose weights start a new run (every tensor of matching name and shape)
+    # The stage a new run's curriculum begins at. With init_from, a run continued without its
+    # optimizer state: starting again at stage 1 retrains the small sizes at the first stages'
+    # full rates and, replaying only sizes up to the stage, loses the larger ones it knew
+    # (docs/experiments.md "Session 31"). Earlier sizes are replayed and checked as usual.
+    start_stage: int = 1
     programs_mix: float = 0.0  # fraction of batches that are random programs (keeps a task's CPU general)
     mixed_lengths: bool = True  # addition: half the problems have operands of different lengths (False: never)
     phrasings: str = "symbols"  # addition's prompts: "symbols" ("a + b") or "trained" (words too; llamacpu.phrasings)
@@ -98,6 +103,10 @@ class TrainConfig:
             raise ckpt.RunError(f"compile={self.compile!r} is not one of {', '.join(map(repr, COMPILE_MODES))}")
         if not 0.0 < self.stage_lr_decay <= 1.0:
             raise ckpt.RunError(f"stage_lr_decay={self.stage_lr_decay!r} is not in (0, 1]")
+        if not isinstance(self.start_stage, int) or isinstance(self.start_stage, bool) \
+                or not 1 <= self.start_stage <= self.max_digits:
+            raise ckpt.RunError(f"start_stage={self.start_stage!r} is not a stage of this curriculum "
+                                f"(1 to --max-digits {self.max_digits})")
         if not isinstance(self.rewinds, int) or isinstance(self.rewinds, bool) or self.rewinds < 0:
             raise ckpt.RunError(f"rewinds={self.rewinds!r} is not a whole number of 0 or more")
         for name in ("rewind_below", "rewind_lr"):
@@ -324,7 +333,7 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, eps=config.eps,
                                                weight_decay=config.weight_decay)
         self.step = 0
-        self.stage = 1
+        self.stage = config.start_stage
         self.stage_start = 0
         self.segment_start = 0  # where warm-up and teacher forcing count from: the stage's start or its last rewind
         self.stage_rewinds = 0  # rewinds taken in this stage
@@ -539,6 +548,9 @@ class Trainer:
         was requested (``stop_requested``: the step in flight finishes and is checkpointed)."""
         c = self.config
         t0, n0 = time.perf_counter(), self.step
+        if self.step == 0 and self.stage > 1 and c.rewinds > 0 and self.world.is_main \
+                and ckpt.stage_start(self.run_dir, 0) is None:  # a run begun past stage 1: the weights it began with
+            ckpt.save_stage_start(self.run_dir, self.machine, 0, self.state())
         while not self.done:
             if max_steps is not None and self.step >= max_steps:
                 break

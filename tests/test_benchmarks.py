@@ -72,6 +72,7 @@ def test_run_records_reads_stage_ends_last_checks_and_how_a_run_ended(tmp_path: 
     events = [{"event": "train", "step": s, "episodes_per_s": 50.0 + s} for s in (10, 20)]
     events += [{"event": "check", "step": 20, "digits": 1, "accuracy": 1.0, "trials": 2, "plan_exact": 1.0},
                {"event": "stage_end", "stage": 1, "at_step": 20, "passed": True, "accuracy": 1.0, "steps": 20},
+               {"event": "rewind", "step": 30, "stage": 2, "fallen": [1], "rewinds": 1, "to_step": 20, "lr": 1e-4},
                {"event": "check", "step": 40, "digits": 1, "accuracy": 0.5, "trials": 2, "plan_exact": 0.0},
                {"event": "check", "step": 40, "digits": 2, "accuracy": 0.25, "trials": 20}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
@@ -80,5 +81,19 @@ def test_run_records_reads_stage_ends_last_checks_and_how_a_run_ended(tmp_path: 
     assert (out["task"], out["max_digits"], out["batch_size"], out["steps"]) == ("sort", 5, 64, 20)
     assert out["episodes_per_s_last10"] == 65.0 and out["status"] == "CUDA out of memory"
     assert out["stage_ends"] == [{"stage": 1, "at_step": 20, "passed": True, "accuracy": 1.0}]
+    assert out["rewinds"] == [{"step": 30, "stage": 2, "fallen": [1], "to_step": 20, "lr": 1e-4}]
     assert out["last_check_per_size"] == [{"digits": 1, "step": 40, "accuracy": 0.5, "trials": 2, "plan_exact": 0.0},
                                           {"digits": 2, "step": 40, "accuracy": 0.25, "trials": 20}]
+
+
+def test_step_profile_counts_backbone_passes_and_operator_calls() -> None:
+    """One tiny step on the CPU: a plan pass and one control-unit pass per execute cycle (the
+    prompt's keys and values come from the plan pass), operator calls counted, no kernel launches."""
+    from step_profile import measure
+
+    row = measure("tiny", 2, 1, 1, 0, "cpu", False)
+    cycles = row["backbone_passes_per_step"] - 1
+    assert 3 <= cycles <= 12  # a 1-digit addition runs a handful of cycles, padded to the batch's longest
+    assert row["aten_calls_per_step"] > 1000 and row["kernel_launches_per_step"] == 0
+    assert row["gpu_busy"] is None and row["top_self_cpu"][0]["calls_per_step"] > 0
+    assert row["episodes_per_s"] == 2 / row["s_per_step"]

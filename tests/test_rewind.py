@@ -92,3 +92,25 @@ def test_no_snapshot_no_rewind(tmp_path: Path) -> None:
 def test_bad_rewind_options_are_refused(option: dict, message: str) -> None:
     with pytest.raises(ckpt.RunError, match=message):
         small_train_config(**option)
+
+
+def test_a_run_can_begin_past_stage_one_and_guard_its_first_stage(tmp_path: Path) -> None:
+    """start_stage=2: the curriculum begins at stage 2 (its batches are size 2 or replay size 1),
+    and with the guard on, the weights it began with are the stage's snapshot: size 1 falling at
+    step 4 sends it back to step 0."""
+    run = tmp_path / "run"
+    trainer = _trainer(run, start_stage=2)
+    assert trainer.stage == 2
+    sizes = {max(p.digits for p in trainer.sample_batch().programs) for _ in range(20)}
+    assert sizes == {1, 2}
+    at_start = {n: t.clone() for n, t in ckpt.trainable_state(trainer.machine).items()}
+    trainer.run(max_steps=4)
+    assert ckpt.stage_start(run, 0) is not None
+    assert [(r["step"], r["stage"], r["fallen"], r["to_step"]) for r in _events(run, "rewind")] == [(4, 2, [1], 0)]
+    assert all(torch.equal(t, at_start[n]) for n, t in ckpt.trainable_state(trainer.machine).items())
+
+
+def test_start_stage_must_be_a_stage_of_the_curriculum() -> None:
+    for bad in (0, 3, 1.5):
+        with pytest.raises(ckpt.RunError, match=f"start_stage={bad} is not a stage of this curriculum"):
+            small_train_config(max_digits=2, start_stage=bad)
