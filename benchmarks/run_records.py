@@ -4,8 +4,9 @@
         --command NAME='llamacpu train ...' --status NAME='CUDA out of memory' RUN_DIR ... > record.json
 
 For each run folder (its ``config.json`` and ``metrics.jsonl``): the task, the curriculum's size,
-the last step logged, every stage end, every rewind of the forgetting guard, the last competence check of every size (the check that
-tells whether earlier sizes were kept) and the episodes per second of the last ten logged steps.
+the last step logged, every stage end, every rewind of the forgetting guard, the last competence
+check of every size (the check that tells whether earlier sizes were kept) and the episodes per
+second of the last ten logged steps.
 A run's log (``RUN_DIR.log`` beside the folder) names an out-of-memory death or a stop by signal
 when ``--status`` does not.
 """

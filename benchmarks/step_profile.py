@@ -20,7 +20,6 @@ kept in bf16. ``--shape tiny`` is the default tiny controller; any other value i
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime
 import json
 import statistics
@@ -31,52 +30,40 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from llama_memory import LlamaShape  # noqa: E402  (sibling benchmarks)
+from llama_memory import LlamaShape, save_llama  # noqa: E402  (sibling benchmarks)
 from train_throughput import git_commit, run_isolated  # noqa: E402
 
-SMOLLM2 = LlamaShape(hidden=576, intermediate=1536, heads=9, kv_heads=3, vocab=49152, rope_theta=100000.0)
+SMOLLM2 = LlamaShape(hidden=576, intermediate=1536, heads=9, kv_heads=3, vocab=49152, rope_theta=100000.0, tied=True)
 SMOLLM2_LAYERS = 30
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
 
 
-def save_shape(folder: Path, shape: LlamaShape, layers: int, dtype: str) -> None:
-    """A random Llama of ``shape`` in ``dtype`` with a character-level fast tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+def count_backbone_passes(machine: Any) -> list[int]:
+    """A one-element counter of the backbone's forward calls (a plan pass, a prompt encoding or a
+    control-unit pass), which the caller resets."""
+    calls = [0]
 
-    from llamacpu.controller import char_tokenizer
+    def count(*_: Any) -> None:
+        calls[0] += 1
 
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=char_tokenizer(), pad_token="<pad>", unk_token="<unk>")
-    config = LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
-                         num_hidden_layers=layers, num_attention_heads=shape.heads,
-                         num_key_value_heads=shape.kv_heads, rope_theta=shape.rope_theta, pad_token_id=0,
-                         tie_word_embeddings=True)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).to(getattr(torch, dtype)).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-
-
-def count_backbone_passes(machine: Any) -> collections.Counter:
-    """Counts forward calls of the backbone (a plan pass, a prompt encoding or a control-unit pass)."""
-    calls: collections.Counter = collections.Counter()
-    machine.controller.backbone.register_forward_pre_hook(lambda *_: calls.update(["passes"]))
+    machine.controller.backbone.register_forward_pre_hook(count)
     return calls
 
 
-def summarize(prof: Any, steps: int) -> dict[str, Any]:
-    """Per-step operator calls, kernel launches and kernel time from a torch.profiler run."""
+def summarize(prof: Any) -> dict[str, Any]:
+    """Operator calls, kernel launches and kernel time of a torch.profiler run over one step."""
     events = prof.events()
     ops = [e for e in events if e.name.startswith("aten::")]
     launches = sum(1 for e in events if e.name in LAUNCHES)
     kernel_us = sum(e.self_device_time_total for e in events if getattr(e.device_type, "name", "") == "CUDA")
     table = sorted(prof.key_averages(), key=lambda a: a.self_cpu_time_total, reverse=True)
     return {
-        "aten_calls_per_step": len(ops) / steps,
-        "kernel_launches_per_step": launches / steps,
-        "kernel_s_per_step": kernel_us / 1e6 / steps,
-        "top_self_cpu": [{"name": a.key, "calls_per_step": a.count / steps,
-                          "self_cpu_ms_per_step": a.self_cpu_time_total / 1e3 / steps,
-                          "self_device_ms_per_step": getattr(a, "self_device_time_total", 0.0) / 1e3 / steps}
+        "aten_calls_per_step": len(ops),
+        "kernel_launches_per_step": launches,
+        "kernel_s_per_step": kernel_us / 1e6,
+        "top_self_cpu": [{"name": a.key, "calls_per_step": a.count,
+                          "self_cpu_ms_per_step": a.self_cpu_time_total / 1e3,
+                          "self_device_ms_per_step": getattr(a, "self_device_time_total", 0.0) / 1e3}
                          for a in table[:25]],
     }
 
@@ -106,21 +93,21 @@ def measure(shape: str, batch: int, digits: int, steps: int, warmup: int, device
         window = trainer.sample_batch().window
         times = []
         for i in range(warmup + steps):
-            passes.clear()
+            passes[0] = 0
             start = time.perf_counter()
             trainer.train_step()  # ends with float(loss): the device has finished
             if i >= warmup:
                 times.append(time.perf_counter() - start)
-        n_passes = passes["passes"]
+        n_passes = passes[0]
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:  # one step: a SmolLM2 step is about 10^5 events
             trainer.train_step()
         s_step = statistics.median(times)
-        out = {"shape": shape, "batch_size": batch, "digits": digits, "window": window, "recompute": recompute,
+        out = {"batch_size": batch, "digits": digits, "window": window, "recompute": recompute,
                "steps": steps, "warmup": warmup, "s_per_step": s_step, "s_per_step_all": times,
                "episodes_per_s": batch / s_step, "backbone_passes_per_step": n_passes,
                "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
-        out.update(summarize(prof, 1))
+        out.update(summarize(prof))
         out["gpu_busy"] = out["kernel_s_per_step"] / s_step if cuda else None
         out["us_per_launch"] = s_step / out["kernel_launches_per_step"] * 1e6 if out["kernel_launches_per_step"] else None
     return out
@@ -158,10 +145,10 @@ def main() -> None:
         if args.shape == "smollm2":
             shapes = {d: str(Path(tmp) / f"smollm2-shape-{d}") for d in args.base_dtypes.split(",")}
             for dtype, folder in shapes.items():
-                save_shape(Path(folder), SMOLLM2, SMOLLM2_LAYERS, dtype)
+                save_llama(Path(folder), SMOLLM2, SMOLLM2_LAYERS, dtype)
         for (dtype, shape), batch in ((s, int(b)) for s in shapes.items() for b in args.batch_sizes.split(",")):
             row = run_isolated(measure, shape, batch, args.digits, args.steps, args.warmup, args.device, args.recompute)
-            row["shape"], row["base_dtype"] = args.shape, dtype or None
+            row = {"shape": args.shape, "base_dtype": dtype or None, **row}
             rows.append(row)
             write()
             print(f"{args.shape} {dtype} batch {batch}: {row['s_per_step']:.3f} s/step, {row['episodes_per_s']:.1f} ep/s, "
