@@ -186,6 +186,16 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
+def _quick_check_accuracy(record: dict[str, Any]) -> float | None:
+    """A ``quick_check`` event's accuracy: the share of its held-out problems not failed."""
+    if record.get("event") != "quick_check" or not isinstance(record.get("digits"), int):
+        return None
+    evaluated, failed = _number(record.get("evaluated")), _number(record.get("failed"))
+    if not evaluated or failed is None:
+        return None
+    return 1.0 - failed / evaluated
+
+
 def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
     """Each loss over training steps (log scale), and accuracy by stage and problem size."""
     x_key = next((k for k in ("step", "training_step", "global_step") if any(k in r for r in records)), None)
@@ -205,6 +215,10 @@ def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
                 stage_starts[stage] = 0.0 if stage == 1 else x
         if x is None:
             continue
+        quick = _quick_check_accuracy(r)
+        if quick is not None:  # the trainer's frequent check of the current size alone
+            accs[f"quick check, {r['digits']} digit{'' if r['digits'] == 1 else 's'}"].append((x, quick))
+            continue
         for k, v in r.items():
             y = _number(v)
             if y is None:
@@ -219,11 +233,13 @@ def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
         raise PlotError("metrics.jsonl holds no loss or accuracy figures to plot")
     fig = Figure(figsize=(14, 10), layout="constrained")
     fig.suptitle(title, fontsize=12)
+    loss_ax = fig.add_subplot(2, 1, 1)
     panels = (
-        (fig.add_subplot(2, 1, 1), losses, "loss (nats, log scale)", True,
+        (loss_ax, losses, "loss (nats, log scale)", True,
          "every loss the trainer logs: faint, each logged value; solid, a moving average"),
-        (fig.add_subplot(2, 1, 2), accs, "accuracy (0-1)", False,
-         "held-out free-running checks: solid, exact answers; dashed, plans equal to the compiler's image"),
+        (fig.add_subplot(2, 1, 2, sharex=loss_ax), accs, "accuracy (0-1)", False,
+         "held-out free-running checks: solid, exact answers; dashed, plans equal to the compiler's image; "
+         "dotted with crosses, the quick checks of the stage's size"),
     )
     for ax, series, ylabel, log, what in panels:
         _draw_series(ax, series, smoothed=log)
@@ -268,7 +284,8 @@ def _draw_series(ax: Axes, series: dict[str, list[tuple[float, float]]], smoothe
             size = name.rsplit(", ", 1)[1] if ", " in name else None
             colour = size_colours(sizes.index(size) / max(len(sizes) - 1, 1) * 0.85) if size else tab(i % 10)
             style = "--" if name.startswith("plan_exact") else ("-" if name.startswith("accuracy") else ":")
-            ax.plot(xs, ys, color=colour, lw=1.5, ls=style, marker="o" if len(points) < 30 else None, ms=3,
+            marker = "x" if name.startswith("quick check") else "o"
+            ax.plot(xs, ys, color=colour, lw=1.5, ls=style, marker=marker if len(points) < 30 else None, ms=3,
                     label=name)
 
 

@@ -145,3 +145,27 @@ def test_smoothing_follows_the_trend_and_keeps_the_ends():
     assert len(out) == len(noisy) and max(out) < 50 and min(out) > 2
     assert smooth([0.0, 1.0, 0.0], 3) == pytest.approx([0.5, 1 / 3, 0.5])  # zeros: averaged plainly
     assert smooth([3.0, 4.0], 5) == [3.0, 4.0]
+
+
+def test_quick_checks_are_drawn_as_the_share_of_problems_not_failed():
+    """The trainer's quick checks (every 25 steps, the stage's size only) are most of a run's
+    accuracy readings: each is drawn at 1 - failed / evaluated, in its size's colour, on the
+    same step axis as the losses."""
+    from llamacpu.plots import run_figure
+
+    records = [{"event": "train", "step": s, "stage": 2, "loss_total": 1.0 / s} for s in (10, 20, 30, 40, 50)]
+    records += [{"event": "quick_check", "step": 25, "stage": 2, "digits": 2, "evaluated": 50, "failed": 32,
+                 "passed": False},
+                {"event": "quick_check", "step": 50, "stage": 2, "digits": 2, "evaluated": 200, "failed": 0,
+                 "passed": True},
+                {"event": "check", "step": 50, "stage": 2, "digits": 2, "accuracy": 1.0, "plan_exact": 0.985},
+                {"event": "quick_check", "step": 30, "stage": 2, "digits": 2, "evaluated": 0, "failed": 0}]
+    fig = run_figure(records, "curves")
+    losses, accuracy = fig.axes[:2]
+    lines = {line.get_label(): line for line in accuracy.get_lines()}
+    quick = lines["quick check, 2 digits"]
+    assert list(quick.get_xdata()) == [25.0, 50.0]  # the check of nothing is left out
+    assert list(quick.get_ydata()) == pytest.approx([0.36, 1.0])
+    assert quick.get_marker() == "x" and quick.get_linestyle() == ":"
+    assert quick.get_color() == lines["accuracy, 2 digits"].get_color()
+    assert accuracy.get_shared_x_axes().joined(accuracy, losses)
