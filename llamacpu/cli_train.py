@@ -27,6 +27,7 @@ COMPUTE_DTYPE_NAMES = ("auto", "bfloat16", "float32")
 AUTOCAST_NAMES = ("auto", "bfloat16", "off")  # controller.AUTOCAST_MODES, without importing torch
 PLAN_POSITIONS = ("sequence", "coupled")  # controller.PLAN_POSITIONS
 PLAN_ATTENTION = ("causal", "prompt", "local")  # controller.PLAN_ATTENTION
+TOP_SLOTS = 8  # eval's table of the slots wrong in the most problems, per size
 # Learning rates of a new run (docs/experiments.md, "Pretrained controllers", has the sweep behind them).
 DEFAULT_LR = 1e-3  # from scratch: every part of a tiny machine; heads, encoders and OEU beside a pretrained backbone
 DEFAULT_LORA_LR = 5e-4  # a pretrained backbone's LoRA adapters
@@ -557,6 +558,14 @@ def _eval(args: argparse.Namespace) -> int:
                 name, slot_type = kind.split(" ", 1)
                 errs.add_row(str(r.digits), name, slot_type, str(n), f"{n / r.trials:.1%}")
         Console().print(errs)
+        where = Table(title=f"wrong plans by slot ({TOP_SLOTS} most often wrong; --json: plan_error_slots)")
+        for col in (task.size_name, "slot", "problems", "of trials"):
+            where.add_column(col, justify="right")
+        for r in results:
+            top = sorted(r.plan_error_slots.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SLOTS]
+            for slot, n in sorted(top):
+                where.add_row(str(r.digits), str(slot), str(n), f"{n / r.trials:.1%}")
+        Console().print(where)
     worded: dict[str, list[int]] = {}
     for r in results:
         for template, counts in r.by_phrasing.items():

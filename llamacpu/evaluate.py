@@ -120,22 +120,43 @@ def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:
 PLAN_FIELDS = ("type", "content", "pointer")
 
 
+def _wrong_fields(plan: Plan, batch: ProgramBatch) -> dict[str, torch.Tensor]:
+    """Each field of :data:`PLAN_FIELDS` -> (B, W) bool: where the argmax plan differs from the
+    target image (where the target says anything)."""
+    return {
+        "type": plan.type_logits.argmax(-1) != batch.types,
+        "content": (plan.content_logits.argmax(-1) != batch.contents) & (batch.contents != IGNORE),
+        "pointer": ((plan.pointers.argmax(-1) != batch.pointers) & (batch.pointers != IGNORE)).any(-1),
+    }
+
+
 def plan_errors(plan: Plan, batch: ProgramBatch) -> list[set[str]]:
     """Per problem: what its argmax plan gets wrong, as ``"FIELD TYPE"`` for each field of
     :data:`PLAN_FIELDS` wrong in some slot whose target type is TYPE (``"content DATA"``: a
     data slot holds the wrong value). Empty for an exact plan, as for a program given as an image."""
     if not batch.planned:
         return [set() for _ in batch.programs]
-    wrong = {  # (B, W) each
-        "type": plan.type_logits.argmax(-1) != batch.types,
-        "content": (plan.content_logits.argmax(-1) != batch.contents) & (batch.contents != IGNORE),
-        "pointer": ((plan.pointers.argmax(-1) != batch.pointers) & (batch.pointers != IGNORE)).any(-1),
-    }
+    wrong = _wrong_fields(plan, batch)
     kinds: list[set[str]] = [set() for _ in batch.programs]
     for name in PLAN_FIELDS:
         for b, w in wrong[name].nonzero().tolist():
             kinds[b].add(f"{name} {SLOT_TYPES[int(batch.types[b, w])]}")
     return kinds
+
+
+def plan_error_slots(plan: Plan, batch: ProgramBatch) -> list[set[int]]:
+    """Per problem: the window slots (addresses) where its argmax plan is wrong in any field.
+    Problems of one size share a layout, so a slot wrong in most of them points at one part of the
+    program (session 32: SmolLM2's 2-digit plans wrote instructions into the tail page's empty
+    slots 41-44, the 3-digit layout)."""
+    if not batch.planned:
+        return [set() for _ in batch.programs]
+    wrong = _wrong_fields(plan, batch)
+    anywhere = wrong["type"] | wrong["content"] | wrong["pointer"]  # (B, W)
+    slots: list[set[int]] = [set() for _ in batch.programs]
+    for b, w in anywhere.nonzero().tolist():
+        slots[b].add(w)
+    return slots
 
 
 class EvalStopped(Exception):
@@ -157,6 +178,7 @@ class SizeResult:
     by_phrasing: dict[str, list[int]] = field(default_factory=dict)  # template -> [trials, correct, plan exact]
     plan_errors: dict[str, int] = field(default_factory=dict)  # "FIELD TYPE" -> problems whose plan has it (plan_errors)
     stopped: str = ""  # the signal that stopped it ("": every problem ran; else ``trials`` ran)
+    plan_error_slots: dict[int, int] = field(default_factory=dict)  # window slot -> problems whose plan is wrong there
 
 
 def draw_held_out(task: Any, size: int, trials: int, seed: Any) -> list[tuple[int, ...]]:
@@ -203,6 +225,7 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
     by_jumps: dict[str, list[int]] = {}
     by_phrasing: dict[str, list[int]] = {}
     errors: dict[str, int] = {}
+    error_slots: dict[int, int] = {}
     stopped = ""
     try:
         for i in range(0, len(problems), batch_size):
@@ -225,6 +248,10 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
             for kinds in plan_errors(run.plan, run.batch):
                 for kind in kinds:
                     new_errors[kind] = new_errors.get(kind, 0) + 1
+            new_slots = dict(error_slots)
+            for wrong in plan_error_slots(run.plan, run.batch):
+                for slot in wrong:
+                    new_slots[slot] = new_slots.get(slot, 0) + 1
             new_jumps = {b: list(row) for b, row in by_jumps.items()}
             for prog, ok in zip(programs, run.correct):
                 if prog.taken_jumps is not None:
@@ -234,7 +261,8 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
             new_totals = (totals[0] + len(chunk), totals[1] + sum(run.correct),
                           totals[2] + int(run.execution.halted.sum()), totals[3] + sum(run.plan_exact),
                           totals[4] + right_from_target)
-            totals, failures, by_phrasing, by_jumps, errors = new_totals, new_failures, new_phrasing, new_jumps, new_errors
+            totals, failures, by_phrasing, by_jumps, errors, error_slots = (
+                new_totals, new_failures, new_phrasing, new_jumps, new_errors, new_slots)
             if max_failures is not None and totals[0] - totals[1] > max_failures:
                 break
     except EvalStopped as stop:
@@ -245,7 +273,8 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
                       from_target / n if diagnostics and planned and n else None, failures,
                       dict(sorted(by_jumps.items(), key=lambda kv: bucket_order(kv[0]))),
                       {t: by_phrasing[t] for t in getattr(task, "phrasings", ()) if t in by_phrasing},
-                      dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))), stopped)
+                      dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))), stopped,
+                      dict(sorted(error_slots.items())))
 
 
 JUMP_BUCKETS = ((0, 0), (1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9))
@@ -269,6 +298,7 @@ def results_json(task: str, results: list[SizeResult]) -> dict:
     rows = []
     for r in results:
         row = {k: v for k, v in asdict(r).items()
-               if k != "failures" and not (k in ("by_taken_jumps", "by_phrasing", "plan_errors", "stopped") and not v)}
+               if k != "failures" and not (k in ("by_taken_jumps", "by_phrasing", "plan_errors", "stopped",
+                                                 "plan_error_slots") and not v)}
         rows.append(row)
     return {"task": task, "results": rows}

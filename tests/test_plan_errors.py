@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from machine_fixtures import make_trainer, small_run_config
 
-from llamacpu.evaluate import evaluate, image_plan, plan_errors, plan_exact, results_json
+from llamacpu.evaluate import evaluate, image_plan, plan_error_slots, plan_errors, plan_exact, results_json
 from llamacpu.isa import DATA, INST, SLOT_TYPES, ISA, SlotLayout
 from llamacpu.tasks import collate, get_task
 
@@ -37,6 +37,7 @@ def test_an_exact_plan_has_no_errors_and_each_corruption_is_named() -> None:
 
     assert plan_exact(plan, batch) == [False] * 3
     assert plan_errors(plan, batch) == [{"content DATA"}, {"pointer INST"}, {"type INST"}]
+    assert plan_error_slots(plan, batch) == [{data}, {inst}, {inst}]  # the very slots corrupted
     assert "DATA" in SLOT_TYPES and "INST" in SLOT_TYPES
 
 
@@ -51,3 +52,22 @@ def test_evaluate_counts_plan_errors_and_eval_json_keeps_them(tmp_path) -> None:
     assert max(result.plan_errors.values()) <= inexact  # an error kind is counted once per wrong plan
     row = results_json("add", [result])["results"][0]
     assert row["plan_errors"] == result.plan_errors
+    slots = result.plan_error_slots  # window slot -> problems wrong there
+    assert slots and all(0 <= s < trainer.task.slots_needed(2) and 0 < n <= inexact for s, n in slots.items())
+    assert list(slots) == sorted(slots) and row["plan_error_slots"] == slots
+
+
+def test_eval_prints_the_slots_wrong_in_the_most_problems(tmp_path, capsys) -> None:
+    from llamacpu import cli
+    from llamacpu.cli_train import TOP_SLOTS
+
+    trainer = make_trainer(tmp_path / "run", small_run_config())  # untrained: its plans are wrong
+    trainer.save()
+    assert cli.main(["eval", "--run", str(tmp_path / "run"), "--digits", "2", "--trials", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "wrong plans by slot" in out
+    result = evaluate(trainer.machine, trainer.task, 2, 6, seed="eval-12345-2", diagnostics=False)
+    worst = sorted(result.plan_error_slots.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SLOTS]
+    rows = [line.split("│")[1:5] for line in out.splitlines() if line.count("│") == 5]
+    slot_rows = {(int(r[1]), int(r[2])) for r in rows if r[0].strip() == "2" and "%" in r[3]}
+    assert set(worst) <= slot_rows
