@@ -192,8 +192,8 @@ n)  # the plan after session 31, issue 14 item 2: search runs whose optimizer st
   train search-s2-at5 --task search --max-digits 8 --batch-size 64 --set init_from="$W/search-rw-s2-1008" --set start_stage=5 \
     "${GUARD[@]}" --seed 2
   wait_deadline; collect ;;
-v)  # session 31's last call: stop the trainings (each checkpoints), evaluate every search run on
-  # 200 held-out problems at each size 1-8, return the weights
+v)  # a session's last call (31's; 32's ran its steps by hand): stop the trainings (each
+  # checkpoints), evaluate every search run on 200 held-out problems at each size 1-8, return the weights
   pkill -TERM -f 'llamacpu[.]cli train'; sleep 40; pkill -KILL -f 'llamacpu[.]cli train'; sleep 2
   E=$(( $(left) - 100 ))
   rm -rf "$W/search-em-s28" "$W/search-rw-s2-1008"  # phase n's starting weights: not evaluated, not returned

@@ -105,24 +105,12 @@ def image_plan(batch: ProgramBatch, n_types: int, n_values: int) -> Plan:
     return Plan(batch.memory, type_logits, pointers, content_logits)
 
 
-def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:
-    """Per problem: does the argmax plan equal the target image where the target says anything?"""
-    if not batch.planned:
-        return [True] * len(batch.programs)
-    ok = plan.type_logits.argmax(-1) == batch.types  # (B, W)
-    content = plan.content_logits.argmax(-1)
-    ok &= (content == batch.contents) | (batch.contents == IGNORE)
-    ptr = plan.pointers.argmax(-1)  # (B, W, P)
-    ok &= ((ptr == batch.pointers) | (batch.pointers == IGNORE)).all(-1)
-    return ok.all(-1).tolist()
-
-
 PLAN_FIELDS = ("type", "content", "pointer")
 
 
-def _wrong_fields(plan: Plan, batch: ProgramBatch) -> dict[str, torch.Tensor]:
+def wrong_fields(plan: Plan, batch: ProgramBatch) -> dict[str, torch.Tensor]:
     """Each field of :data:`PLAN_FIELDS` -> (B, W) bool: where the argmax plan differs from the
-    target image (where the target says anything)."""
+    target image (where the target says anything). A planned batch only."""
     return {
         "type": plan.type_logits.argmax(-1) != batch.types,
         "content": (plan.content_logits.argmax(-1) != batch.contents) & (batch.contents != IGNORE),
@@ -130,31 +118,43 @@ def _wrong_fields(plan: Plan, batch: ProgramBatch) -> dict[str, torch.Tensor]:
     }
 
 
-def plan_errors(plan: Plan, batch: ProgramBatch) -> list[set[str]]:
+def _anywhere(wrong: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, W) bool: slots wrong in any field."""
+    return wrong["type"] | wrong["content"] | wrong["pointer"]
+
+
+def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:
+    """Per problem: does the argmax plan equal the target image where the target says anything?"""
+    if not batch.planned:
+        return [True] * len(batch.programs)
+    return (~_anywhere(wrong_fields(plan, batch)).any(-1)).tolist()
+
+
+def plan_errors(plan: Plan, batch: ProgramBatch, wrong: dict[str, torch.Tensor] | None = None) -> list[set[str]]:
     """Per problem: what its argmax plan gets wrong, as ``"FIELD TYPE"`` for each field of
     :data:`PLAN_FIELDS` wrong in some slot whose target type is TYPE (``"content DATA"``: a
-    data slot holds the wrong value). Empty for an exact plan, as for a program given as an image."""
-    if not batch.planned:
-        return [set() for _ in batch.programs]
-    wrong = _wrong_fields(plan, batch)
+    data slot holds the wrong value). Empty for an exact plan, as for a program given as an image.
+    ``wrong``: :func:`wrong_fields` of the same plan and batch, where the caller has it."""
     kinds: list[set[str]] = [set() for _ in batch.programs]
+    if not batch.planned:
+        return kinds
+    wrong = wrong_fields(plan, batch) if wrong is None else wrong
     for name in PLAN_FIELDS:
         for b, w in wrong[name].nonzero().tolist():
             kinds[b].add(f"{name} {SLOT_TYPES[int(batch.types[b, w])]}")
     return kinds
 
 
-def plan_error_slots(plan: Plan, batch: ProgramBatch) -> list[set[int]]:
+def plan_error_slots(plan: Plan, batch: ProgramBatch,
+                     wrong: dict[str, torch.Tensor] | None = None) -> list[set[int]]:
     """Per problem: the window slots (addresses) where its argmax plan is wrong in any field.
     Problems of one size share a layout, so a slot wrong in most of them points at one part of the
     program (session 32: SmolLM2's 2-digit plans wrote instructions into the tail page's empty
-    slots 41-44, the 3-digit layout)."""
-    if not batch.planned:
-        return [set() for _ in batch.programs]
-    wrong = _wrong_fields(plan, batch)
-    anywhere = wrong["type"] | wrong["content"] | wrong["pointer"]  # (B, W)
+    slots 41-44, the 3-digit layout). ``wrong`` as for :func:`plan_errors`."""
     slots: list[set[int]] = [set() for _ in batch.programs]
-    for b, w in anywhere.nonzero().tolist():
+    if not batch.planned:
+        return slots
+    for b, w in _anywhere(wrong_fields(plan, batch) if wrong is None else wrong).nonzero().tolist():
         slots[b].add(w)
     return slots
 
@@ -244,13 +244,13 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
                 if len(problem) > 2 and hasattr(task, "phrasings"):  # (a, b, k): the k-th phrasing
                     row = new_phrasing.setdefault(task.phrasings[problem[2]], [0, 0, 0])
                     row[0], row[1], row[2] = row[0] + 1, row[1] + int(ok), row[2] + int(same)
-            new_errors = dict(errors)
-            for kinds in plan_errors(run.plan, run.batch):
+            wrong = wrong_fields(run.plan, run.batch) if run.batch.planned else None  # once for both tallies
+            new_errors, new_slots = dict(errors), dict(error_slots)
+            for kinds, slots in zip(plan_errors(run.plan, run.batch, wrong),
+                                    plan_error_slots(run.plan, run.batch, wrong)):
                 for kind in kinds:
                     new_errors[kind] = new_errors.get(kind, 0) + 1
-            new_slots = dict(error_slots)
-            for wrong in plan_error_slots(run.plan, run.batch):
-                for slot in wrong:
+                for slot in slots:
                     new_slots[slot] = new_slots.get(slot, 0) + 1
             new_jumps = {b: list(row) for b, row in by_jumps.items()}
             for prog, ok in zip(programs, run.correct):

@@ -548,9 +548,8 @@ class Trainer:
         was requested (``stop_requested``: the step in flight finishes and is checkpointed)."""
         c = self.config
         t0, n0 = time.perf_counter(), self.step
-        if self.step == 0 and self.stage > 1 and c.rewinds > 0 and self.world.is_main \
-                and ckpt.stage_start(self.run_dir, 0) is None:  # a run begun past stage 1: the weights it began with
-            ckpt.save_stage_start(self.run_dir, self.machine, 0, self.state())
+        if self.step == 0 and self.stage > 1 and ckpt.stage_start(self.run_dir, 0) is None:
+            self._save_stage_start()  # a run begun past stage 1: the weights it began with
         while not self.done:
             if max_steps is not None and self.step >= max_steps:
                 break
@@ -639,9 +638,14 @@ class Trainer:
             self.stage += 1
             self.stage_start = self.segment_start = self.step
             self.stage_rewinds = 0
-            if self.config.rewinds > 0 and self.world.is_main:
-                ckpt.save_stage_start(self.run_dir, self.machine, self.step, self.state())
+            self._save_stage_start()
         self.save()
+
+    def _save_stage_start(self) -> None:
+        """With the forgetting guard on, the weights and state the current stage begins with (a
+        rewind goes back to them); the main rank writes them."""
+        if self.config.rewinds > 0 and self.world.is_main:
+            ckpt.save_stage_start(self.run_dir, self.machine, self.step, self.state())
 
 
 def _record_step(record: dict[str, Any]) -> int:
