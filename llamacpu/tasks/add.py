@@ -110,14 +110,16 @@ class AdditionTask:
             )
         if isa.layout.n_values <= 10:
             raise ProblemError("addition needs value codes for 0..19")
+        # Built as lists and made tensors once: a write into a tensor is an operator call, and a
+        # batch of 4-digit problems made that way cost 17 000 of them (a tenth of a GPU step).
         P = isa.layout.n_pointers
-        types = torch.full((window,), EMPTY, dtype=torch.long)
-        pointers = torch.full((window, P), IGNORE, dtype=torch.long)
-        contents = torch.full((window,), IGNORE, dtype=torch.long)
+        types = [EMPTY] * window
+        pointers = [[IGNORE] * P for _ in range(window)]
+        contents = [IGNORE] * window
         roles: dict[int, str] = {}
 
         types[0] = REG
-        pointers[0, 0] = 0
+        pointers[0][0] = 0
         roles[0] = "program counter"
         for op in range(len(OP)):
             types[1 + op] = OPDEF
@@ -130,7 +132,7 @@ class AdditionTask:
 
         def inst(addr: int, op: str, src1: int, src2: int, dst: int) -> None:
             types[addr] = INST
-            pointers[addr] = torch.tensor([opdef_addr(op), src1, src2, dst])
+            pointers[addr] = [opdef_addr(op), src1, src2, dst]
 
         for i in range(n):
             base = HEADER + BLOCK * i
@@ -153,8 +155,11 @@ class AdditionTask:
         roles[tail + R] = f"r[{n}]"
         inst(tail + I_ADD1, "COPY", tail + C_IN, tail + C_IN, tail + R)
         types[tail + I_ADD2] = INST
-        pointers[tail + I_ADD2, 0] = opdef_addr("HALT")
-        pc, results, writes, _ = labelled(isa, types, pointers, contents, max_steps=4 * n + 2)
+        pointers[tail + I_ADD2][0] = opdef_addr("HALT")
+        types_t = torch.tensor(types, dtype=torch.long)  # (W,)
+        pointers_t = torch.tensor(pointers, dtype=torch.long)  # (W, P)
+        contents_t = torch.tensor(contents, dtype=torch.long)  # (W,)
+        pc, results, writes, _ = labelled(isa, types_t, pointers_t, contents_t, max_steps=4 * n + 2)
 
         answer = a + b
         answer_digits = digits_of(answer, n + 1)
@@ -164,9 +169,9 @@ class AdditionTask:
             digits=n,
             answer=answer,
             window=window,
-            types=types,
-            pointers=pointers,
-            contents=contents,
+            types=types_t,
+            pointers=pointers_t,
+            contents=contents_t,
             pc=pc,
             oeu_result=results,
             writes=writes,
