@@ -237,17 +237,14 @@ class PromptTokenizer:
         """Left-padded prompts, so every prompt ends where the slots begin."""
         seqs = [self.encode(t) for t in texts]
         width = max(len(s[0]) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(seqs), width, dtype=torch.long)
-        places = torch.zeros(len(seqs), width, dtype=torch.long)
-        numbers = torch.zeros(len(seqs), width, dtype=torch.long)
-        for i, (tok, place, number) in enumerate(seqs):
-            if tok:
-                ids[i, width - len(tok):] = torch.tensor(tok, dtype=torch.long)
-                mask[i, width - len(tok):] = 1
-                places[i, width - len(tok):] = torch.tensor(place, dtype=torch.long)
-                numbers[i, width - len(tok):] = torch.tensor(number, dtype=torch.long).clamp(max=MAX_NUMBERS)
-        return Prompt(ids, mask, places, numbers)
+        ids, mask, places, numbers = [], [], [], []  # rows as lists, made tensors once: [B, L] each
+        for tok, place, number in seqs:
+            pad = width - len(tok)
+            ids.append([self.pad_id] * pad + list(tok))
+            mask.append([0] * pad + [1] * len(tok))
+            places.append([0] * pad + list(place))
+            numbers.append([0] * pad + [min(x, MAX_NUMBERS) for x in number])
+        return Prompt(*(torch.tensor(x, dtype=torch.long).reshape(len(seqs), width) for x in (ids, mask, places, numbers)))
 
 
 def digit_places(text: str) -> tuple[list[int], list[int]]:
