@@ -389,7 +389,7 @@ class _Display:
         elif event == "rewind":
             sizes = ", ".join(map(str, record["fallen"]))
             self.console.log(f"stage {record['stage']} rewound to step {record['to_step']} at step {record['step']} "
-                             f"(size {sizes} fell; rewind {record['rewinds']}, lr {record['lr']:.2g})")
+                             f"(size {sizes} fell; rewind {record['rewinds']}, lr warms up to {record['lr']:.2g})")
 
     def finish(self, trainer: Any, summary: dict[str, Any], wall: float) -> None:
         from rich.table import Table

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 LOSS_NAMES = ("type", "pointer", "content", "pc", "oeu", "halt", "answer", "table")
 SPIKE_WINDOW, SPIKE_MIN = 50, 10  # spike_skip's median: over the last 50 steps' norms, once there are 10
 REPLAY_BY = ("uniform", "errors")
+REPLAY_PER = ("batch", "problem")
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")  # torch.compile's modes ("": eager)
 REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
 
@@ -60,6 +61,10 @@ class TrainConfig:
     stage_steps: int = 3000  # step budget of one stage
     replay: float = 0.5  # probability that a batch is of an earlier size (each equally likely) ...
     replay_by: str = "uniform"  # ... or "errors": by each size's error at the last full check (REPLAY_BY)
+    # What a replay draw decides (REPLAY_PER): "batch", a whole batch is the stage's size or one
+    # earlier size; "problem", every problem draws its own, so each update holds them all (the
+    # batch's window is its largest problem's; shorter programs end in EMPTY slots)
+    replay_per: str = "batch"
     rewinds: int = 0  # forgetting guard: times a stage may go back to its start (weights, optimizer) when ...
     rewind_below: float = 0.9  # ... a full check finds a size an earlier stage passed under this accuracy;
     rewind_lr: float = 0.5  # each rewind multiplies the stage's rates by this (0: no guard; docs/experiments.md)
@@ -99,6 +104,8 @@ class TrainConfig:
             raise ckpt.RunError(f"recompute={self.recompute!r} is not true or false")
         if self.replay_by not in REPLAY_BY:
             raise ckpt.RunError(f"replay_by={self.replay_by!r} is not one of {', '.join(map(repr, REPLAY_BY))}")
+        if self.replay_per not in REPLAY_PER:
+            raise ckpt.RunError(f"replay_per={self.replay_per!r} is not one of {', '.join(map(repr, REPLAY_PER))}")
         if self.compile not in COMPILE_MODES:
             raise ckpt.RunError(f"compile={self.compile!r} is not one of {', '.join(map(repr, COMPILE_MODES))}")
         if not 0.0 < self.stage_lr_decay <= 1.0:
@@ -411,15 +418,19 @@ class Trainer:
         """One batch: the current stage's sizes, or (replay) an earlier stage's; never a held-out
         problem. The whole batch on every rank: the data do not depend on the number of ranks."""
         task, stage = self.task, self.stage
+        per_problem = False
         if self.config.programs_mix > 0 and self.data_rng.random() < self.config.programs_mix:
             task = self.programs  # random programs of the whole programs curriculum
             stage = self.data_rng.randint(1, task.max_stages())
+        elif self.stage > 1 and self.config.replay_per == "problem":
+            per_problem = True
         elif self.stage > 1 and self.data_rng.random() < self.config.replay:
             stage = self.replay_stage()
-        sizes = task.stage_sizes(stage)
         problems = []
         while len(problems) < self.config.batch_size:
-            p = task.sample(self.data_rng, self.data_rng.choice(sizes))
+            if per_problem:
+                stage = self.replay_stage() if self.data_rng.random() < self.config.replay else self.stage
+            p = task.sample(self.data_rng, self.data_rng.choice(task.stage_sizes(stage)))
             if not task.is_held_out(p):
                 problems.append(p)
         programs = [task.build(p, self.machine.isa) for p in problems]
@@ -619,9 +630,10 @@ class Trainer:
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base * self._lr_factor(self.step)
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # what get_last_lr logs
+        c = self.config  # "lr": the first group's rate once warmed up again (the log's first step is warm-up's lowest)
+        peak = self.scheduler.base_lrs[0] * c.stage_lr_decay ** (self.stage - 1) * c.rewind_lr ** self.stage_rewinds
         record = {"event": "rewind", "step": self.step, "stage": self.stage, "fallen": fallen,
-                  "rewinds": self.stage_rewinds, "to_step": self.stage_start,
-                  "lr": self.optimizer.param_groups[0]["lr"]}
+                  "rewinds": self.stage_rewinds, "to_step": self.stage_start, "lr": peak}
         self.log_metrics(record)
         self.on_progress(record)
         return True

@@ -1,14 +1,18 @@
 """Replay of earlier sizes: uniform by default; with ``replay_by="errors"``, weighted by each
-size's error at the last full check, so a size being forgotten gets the replay back."""
+size's error at the last full check, so a size being forgotten gets the replay back; with
+``replay_per="problem"``, drawn for every problem rather than for the whole batch."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
+import torch
 from machine_fixtures import make_trainer, small_run_config, small_train_config
 
 from llamacpu import checkpoint as ckpt
+from llamacpu.isa import EMPTY
 from llamacpu.train import REPLAY_FLOOR
 
 
@@ -38,3 +42,24 @@ def test_uniform_replay_is_the_default_and_an_unknown_mode_is_refused(tmp_path):
     assert abs(drawn[1] - drawn[2]) < 200  # errors are ignored
     with pytest.raises(ckpt.RunError, match="replay_by='worst' is not one of 'uniform', 'errors'"):
         make_trainer(tmp_path / "b", small_run_config(train=small_train_config(replay_by="worst")))
+
+
+def test_replay_per_problem_mixes_every_size_into_one_padded_batch(tmp_path):
+    cfg = small_train_config(max_digits=3, batch_size=48, replay_per="problem")
+    trainer = make_trainer(tmp_path / "mixed", small_run_config(train=cfg))
+    trainer.stage = 3
+    batch = trainer.sample_batch()
+    sizes = Counter(p.digits for p in batch.programs)
+    assert set(sizes) == {1, 2, 3} and 12 <= sizes[3] <= 36, sizes  # replay 0.5: half the stage's own size
+    assert batch.window == max(p.window for p in batch.programs)
+    for row, program in enumerate(batch.programs):  # a shorter program's window ends in EMPTY slots
+        assert torch.equal(batch.types[row, : program.window], program.types)
+        assert (batch.types[row, program.window:] == EMPTY).all()
+    losses = trainer.train_step()
+    assert all(math.isfinite(v) for v in losses.values())
+
+    plain = make_trainer(tmp_path / "plain", small_run_config(train=small_train_config(max_digits=3, batch_size=48)))
+    plain.stage = 3
+    assert all(len({p.digits for p in plain.sample_batch().programs}) == 1 for _ in range(6))  # one size a batch
+    with pytest.raises(ckpt.RunError, match="replay_per='step' is not one of 'batch', 'problem'"):
+        make_trainer(tmp_path / "bad", small_run_config(train=small_train_config(replay_per="step")))

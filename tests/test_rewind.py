@@ -59,6 +59,7 @@ def test_a_fallen_size_rewinds_the_stage_to_its_start_once(tmp_path: Path) -> No
     trainer.run(max_steps=8)  # step 6: fallen again, but the one rewind is spent
     rewinds = _events(run, "rewind")
     assert [(r["step"], r["stage"], r["fallen"], r["rewinds"], r["to_step"]) for r in rewinds] == [(4, 2, [1], 1, 2)]
+    assert rewinds[0]["lr"] == pytest.approx(trainer.scheduler.base_lrs[0] * 0.5)  # the rate warm-up climbs back to
     assert trainer.stage_rewinds == 1 and not trainer.done
 
 
