@@ -212,6 +212,13 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
         --set rewinds=2 --set recompute=true --set replay_per="${REPLAY_PER:-problem}")
   train smollm2-em "${CONT[@]}" --set init_from="$KEEP/smollm2-init" --end-marker
   train smollm2-noem "${CONT[@]}" --set init_from="$NOEM_INIT"
+  # Issue 13 item 2 with PHR=1: SmolLM2 on the trained phrasings with the BOS token (session 26's
+  # run lacked it: stage 1 not passed by step 573), from the general CPU's OEU as then; its weights
+  # come back with the others and are evaluated on both phrasing sets (phase 4, or on the CPU).
+  if [ "${PHR:-0}" = 1 ]; then
+    train smollm2-phr --cpu smollm2 --phrasings trained --max-digits 2 --checkpoint-every 50 --batch-size 64 \
+      --set init_from=llamacpu/runs/general-cpu --set recompute=true
+  fi
   # Issue 13 item 4 where bitsandbytes' pieces came (phase s with .gpu3 and .gpu7): the original
   # recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW) at 1 digit with the BOS token, which every
   # earlier 4-bit run lacked (session 26: 18.8 % at step 400 with the trained OEU, no BOS); batch 32.
