@@ -356,9 +356,13 @@ class Trainer:
         self._step_loss: nn.Module | None = None  # the losses' module, under DDP with several ranks (built at first use)
 
     def _lr_factor(self, _: int) -> float:
+        warm = min(1.0, (self.step - self.segment_start + 1) / max(1, self.config.warmup))
+        return warm * self._stage_factor()
+
+    def _stage_factor(self) -> float:
+        """What the current stage's rates are once warmed up, as a multiple of the base rates."""
         c = self.config
-        warm = min(1.0, (self.step - self.segment_start + 1) / max(1, c.warmup))
-        return warm * c.stage_lr_decay ** (self.stage - 1) * c.rewind_lr ** self.stage_rewinds
+        return c.stage_lr_decay ** (self.stage - 1) * c.rewind_lr ** self.stage_rewinds
 
     # ---- state ----
     def state(self) -> dict[str, Any]:
@@ -630,10 +634,9 @@ class Trainer:
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base * self._lr_factor(self.step)
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # what get_last_lr logs
-        c = self.config  # "lr": the first group's rate once warmed up again (the log's first step is warm-up's lowest)
-        peak = self.scheduler.base_lrs[0] * c.stage_lr_decay ** (self.stage - 1) * c.rewind_lr ** self.stage_rewinds
         record = {"event": "rewind", "step": self.step, "stage": self.stage, "fallen": fallen,
-                  "rewinds": self.stage_rewinds, "to_step": self.stage_start, "lr": peak}
+                  "rewinds": self.stage_rewinds, "to_step": self.stage_start,
+                  "lr": self.scheduler.base_lrs[0] * self._stage_factor()}  # the first group's, once warmed up again
         self.log_metrics(record)
         self.on_progress(record)
         return True

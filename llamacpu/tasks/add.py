@@ -110,8 +110,8 @@ class AdditionTask:
             )
         if isa.layout.n_values <= 10:
             raise ProblemError("addition needs value codes for 0..19")
-        # Built as lists and made tensors once: a write into a tensor is an operator call, and a
-        # batch of 4-digit problems made that way cost 17 000 of them (a tenth of a GPU step).
+        # Built as lists and made tensors once: a write into a tensor is an operator call, and 64
+        # four-digit problems made that way took 17 000 of them, 19 ms of a 270 ms GPU step.
         P = isa.layout.n_pointers
         types = [EMPTY] * window
         pointers = [[IGNORE] * P for _ in range(window)]
