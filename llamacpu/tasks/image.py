@@ -37,7 +37,9 @@ def page(i: int) -> int:
 
 class ImageBuilder:
     """A target image of ``window`` slots under construction: types [W], pointers [W, P] and
-    contents [W] (IGNORE where a slot says nothing), with a comment per address."""
+    contents [W] (IGNORE where a slot says nothing), with a comment per address. Kept as lists
+    and made tensors once, by :meth:`program`: a write into a tensor is an operator call, and a
+    batch's images were thousands of them."""
 
     def __init__(self, isa: ISA, window: int, what: str, max_size: str) -> None:
         """``what``: the problem, for the too-large message ("5-item sort"); ``max_size``: what
@@ -47,19 +49,19 @@ class ImageBuilder:
             raise ProblemError(f"{what} needs {window} slots; this machine has {n_slots} ({max_size})")
         self.isa = isa
         p = isa.layout.n_pointers
-        self.types = torch.full((window,), EMPTY, dtype=torch.long)
-        self.pointers = torch.full((window, p), IGNORE, dtype=torch.long)
-        self.contents = torch.full((window,), IGNORE, dtype=torch.long)
+        self.types = [EMPTY] * window  # [W]
+        self.pointers = [[IGNORE] * p for _ in range(window)]  # [W][P]
+        self.contents = [IGNORE] * window  # [W]
         self.roles: dict[int, str] = {0: "program counter"}
         self.types[0] = REG
-        self.pointers[0, 0] = 0
+        self.pointers[0][0] = 0
         for op in range(len(OP)):
             self.types[1 + op] = OPDEF
             self.contents[1 + op] = op
 
     @property
     def window(self) -> int:
-        return int(self.types.numel())
+        return len(self.types)
 
     def data(self, addr: int, value: int, role: str) -> None:
         self.types[addr] = DATA
@@ -72,7 +74,7 @@ class ImageBuilder:
         self.types[addr] = INST
         for p, target in enumerate((opdef_addr(op), src1, src2, dst)):
             if target is not None:
-                self.pointers[addr, p] = target
+                self.pointers[addr][p] = target
 
     def program(self, prompt: str, operands: tuple[int, ...], size: int, answer: int,
                 answer_slots: list[int], answer_digits: list[int], max_steps: int) -> Program:
@@ -80,14 +82,17 @@ class ImageBuilder:
 
         The compiler states the answer it computed in Python; the interpreter's final memory must
         hold it at ``answer_slots`` (least significant first), or the compiler is wrong."""
-        pc, results, writes, ref = labelled(self.isa, self.types, self.pointers, self.contents, max_steps)
+        types = torch.tensor(self.types, dtype=torch.long)  # (W,)
+        pointers = torch.tensor(self.pointers, dtype=torch.long)  # (W, P)
+        contents = torch.tensor(self.contents, dtype=torch.long)  # (W,)
+        pc, results, writes, ref = labelled(self.isa, types, pointers, contents, max_steps)
         got = [ref.final.contents[a] for a in answer_slots]
         if got != list(answer_digits):
             raise AssertionError(f"compiler error on {prompt!r}: the program leaves {got} at {answer_slots}, "
                                  f"the answer is {list(answer_digits)}")
         return Program(
             prompt=prompt, operands=tuple(operands), digits=size, answer=answer, window=self.window,
-            types=self.types, pointers=self.pointers, contents=self.contents, pc=pc, oeu_result=results,
+            types=types, pointers=pointers, contents=contents, pc=pc, oeu_result=results,
             writes=writes, answer_slots=torch.tensor(answer_slots, dtype=torch.long),
             answer_digits=torch.tensor(answer_digits, dtype=torch.long), roles=self.roles,
             taken_jumps=None,
