@@ -126,6 +126,9 @@ PY
   then train smollm2-c --cpu smollm2 --max-digits 4 --checkpoint-every 50 "${INIT[@]}" --set compile=default; fi
 }
 left() { echo $(( DEADLINE - $(date +%s) )); }  # seconds to the deadline
+stop_runs() {  # SIGTERM to every training (each checkpoints within 40 s), then SIGKILL to what matches $1 (default: the trainings)
+  pkill -TERM -f 'llamacpu[.]cli train'; sleep 40; pkill -KILL -f "${1:-llamacpu[.]cli train}"; sleep 2
+}
 wait_deadline() { local l; l=$(left); [ "$l" -gt 0 ] && sleep "$l"; }
 
 TF=(--set tf_end=0.25)
@@ -229,7 +232,7 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
   wait_deadline; collect ;;
 x)  # session 33's last call: stop the trainings (each checkpoints), then (issue 13 item 3) the tiny
   # step alone on the GPU, eager and under CUDA graphs (torch.compile reduce-overhead), then the weights
-  pkill -TERM -f 'llamacpu[.]cli train'; sleep 40; pkill -KILL -f 'llamacpu[.]cli train'; sleep 2
+  stop_runs
   for m in eager reduce-overhead; do
     l=$(left); [ "$l" -gt 100 ] || break
     timeout $(( l - 90 < 150 ? l - 90 : 150 )) python3 benchmarks/train_throughput.py --controllers tiny --digits 4 --batch-sizes 64 \
@@ -253,7 +256,7 @@ n)  # the plan after session 31, issue 14 item 2: search runs whose optimizer st
   wait_deadline; collect ;;
 v)  # a session's last call (31's; 32's ran its steps by hand): stop the trainings (each
   # checkpoints), evaluate every search run on 200 held-out problems at each size 1-8, return the weights
-  pkill -TERM -f 'llamacpu[.]cli train'; sleep 40; pkill -KILL -f 'llamacpu[.]cli train'; sleep 2
+  stop_runs
   E=$(( $(left) - 100 ))
   rm -rf "$W/search-em-s28" "$W/search-rw-s2-1008"  # phase n's starting weights: not evaluated, not returned
   for r in "$W"/search-rw-* "$W"/search-*-at*; do
@@ -299,7 +302,7 @@ c)
     done
   fi
   wait_deadline
-  pkill -TERM -f 'llamacpu[.]cli train'; sleep 40; pkill -KILL -f 'llamacpu[.]cli' ; sleep 2
+  stop_runs 'llamacpu[.]cli'  # the phrasing evaluations too
   collect
   pack_weights
   ls -la "$KEEP/out"

@@ -39,6 +39,7 @@ class FreeRun:
     produced: list[int]  # the answer read from the result slots (-1: not a number)
     correct: list[bool]
     plan_exact: list[bool]
+    wrong: dict[str, torch.Tensor] | None  # wrong_fields of the plan (None: a program given as an image)
 
 
 def step_limit(program_steps: int) -> int:
@@ -70,7 +71,8 @@ def free_run(machine: Machine, programs: list[Program], record: bool = False, fr
     finally:
         machine.train(was_training)
     produced, correct = score(machine, programs, execution, batch.answer_slots)
-    return FreeRun(batch, prompt, plan, execution, produced, correct, plan_exact(plan, batch))
+    wrong = wrong_fields(plan, batch) if batch.planned else None
+    return FreeRun(batch, prompt, plan, execution, produced, correct, plan_exact(plan, batch, wrong), wrong)
 
 
 def score(machine: Machine, programs: list[Program], execution: Execution,
@@ -123,11 +125,12 @@ def _anywhere(wrong: dict[str, torch.Tensor]) -> torch.Tensor:
     return wrong["type"] | wrong["content"] | wrong["pointer"]
 
 
-def plan_exact(plan: Plan, batch: ProgramBatch) -> list[bool]:
-    """Per problem: does the argmax plan equal the target image where the target says anything?"""
+def plan_exact(plan: Plan, batch: ProgramBatch, wrong: dict[str, torch.Tensor] | None = None) -> list[bool]:
+    """Per problem: does the argmax plan equal the target image where the target says anything?
+    ``wrong`` as for :func:`plan_errors`."""
     if not batch.planned:
         return [True] * len(batch.programs)
-    return (~_anywhere(wrong_fields(plan, batch)).any(-1)).tolist()
+    return (~_anywhere(wrong_fields(plan, batch) if wrong is None else wrong).any(-1)).tolist()
 
 
 def plan_errors(plan: Plan, batch: ProgramBatch, wrong: dict[str, torch.Tensor] | None = None) -> list[set[str]]:
@@ -244,10 +247,9 @@ def evaluate(machine: Machine, task: Any, digits: int, trials: int, seed: int,
                 if len(problem) > 2 and hasattr(task, "phrasings"):  # (a, b, k): the k-th phrasing
                     row = new_phrasing.setdefault(task.phrasings[problem[2]], [0, 0, 0])
                     row[0], row[1], row[2] = row[0] + 1, row[1] + int(ok), row[2] + int(same)
-            wrong = wrong_fields(run.plan, run.batch) if run.batch.planned else None  # once for both tallies
             new_errors, new_slots = dict(errors), dict(error_slots)
-            for kinds, slots in zip(plan_errors(run.plan, run.batch, wrong),
-                                    plan_error_slots(run.plan, run.batch, wrong)):
+            for kinds, slots in zip(plan_errors(run.plan, run.batch, run.wrong),
+                                    plan_error_slots(run.plan, run.batch, run.wrong)):
                 for kind in kinds:
                     new_errors[kind] = new_errors.get(kind, 0) + 1
                 for slot in slots:

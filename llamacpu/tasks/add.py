@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import random
 
-import torch
-
-from llamacpu.isa import DATA, EMPTY, INST, OP, OPDEF, REG, ISA
+from llamacpu.isa import ISA
 from llamacpu.phrasings import SYMBOLS, render
 from llamacpu.problems import ProblemError, parse_addition
-from llamacpu.tasks.base import IGNORE, Program, held_out, labelled
+from llamacpu.tasks.base import Program, held_out
 from llamacpu.tasks.compiled import random_number
-from llamacpu.tasks.image import HEADER, PAGE, digits_of, number_of, opdef_addr
+from llamacpu.tasks.image import HEADER, PAGE, ImageBuilder, digits_of, number_of
 
 BLOCK = PAGE  # one digit's block is one address page
 BASE_ADDR = 14
@@ -102,83 +100,29 @@ class AdditionTask:
         """The program of ``a + b``; its prompt is ``prompt`` (the problem as a user typed it, or
         a phrasing) or ``a + b`` in symbols."""
         n = max(len(str(a)), len(str(b)))
-        window = self.slots_needed(n)
-        if window > isa.layout.n_slots:
-            raise ProblemError(
-                f"{n}-digit addition needs {window} slots; this machine has {isa.layout.n_slots} "
-                f"(at most {self.max_digits(isa)} digits)"
-            )
+        m = ImageBuilder(isa, self.slots_needed(n), f"{n}-digit addition", f"at most {self.max_digits(isa)} digits")
         if isa.layout.n_values <= 10:
             raise ProblemError("addition needs value codes for 0..19")
-        # Built as lists and made tensors once: a write into a tensor is an operator call, and 64
-        # four-digit problems made that way took 17 000 of them, 19 ms of a 270 ms GPU step.
-        P = isa.layout.n_pointers
-        types = [EMPTY] * window
-        pointers = [[IGNORE] * P for _ in range(window)]
-        contents = [IGNORE] * window
-        roles: dict[int, str] = {}
-
-        types[0] = REG
-        pointers[0][0] = 0
-        roles[0] = "program counter"
-        for op in range(len(OP)):
-            types[1 + op] = OPDEF
-            contents[1 + op] = op
-        types[BASE_ADDR] = DATA
-        contents[BASE_ADDR] = 10
-        roles[BASE_ADDR] = "base"
-
+        m.data(BASE_ADDR, 10, "base")
         da, db = digits_of(a, n), digits_of(b, n)
-
-        def inst(addr: int, op: str, src1: int, src2: int, dst: int) -> None:
-            types[addr] = INST
-            pointers[addr] = [opdef_addr(op), src1, src2, dst]
-
         for i in range(n):
             base = HEADER + BLOCK * i
             for off, value, role in ((C_IN, 0, f"carry[{i}]"), (A, da[i], f"a[{i}]"), (B, db[i], f"b[{i}]"),
                                      (T1, 0, f"t1[{i}]"), (T2, 0, f"t2[{i}]"), (R, 0, f"r[{i}]")):
-                types[base + off] = DATA
-                contents[base + off] = value
-                roles[base + off] = role
-            inst(base + I_ADD1, "ADD", base + C_IN, base + A, base + T1)
-            inst(base + I_ADD2, "ADD", base + T1, base + B, base + T2)
-            inst(base + I_MOD, "MOD", base + T2, BASE_ADDR, base + R)
-            inst(base + I_DIV, "DIV", base + T2, BASE_ADDR, base + BLOCK + C_IN)
+                m.data(base + off, value, role)
+            m.inst(base + I_ADD1, "ADD", base + C_IN, base + A, base + T1)
+            m.inst(base + I_ADD2, "ADD", base + T1, base + B, base + T2)
+            m.inst(base + I_MOD, "MOD", base + T2, BASE_ADDR, base + R)
+            m.inst(base + I_DIV, "DIV", base + T2, BASE_ADDR, base + BLOCK + C_IN)
 
         tail = HEADER + BLOCK * n
-        types[tail + C_IN] = DATA
-        contents[tail + C_IN] = 0
-        roles[tail + C_IN] = f"carry[{n}]"
-        types[tail + R] = DATA
-        contents[tail + R] = 0
-        roles[tail + R] = f"r[{n}]"
-        inst(tail + I_ADD1, "COPY", tail + C_IN, tail + C_IN, tail + R)
-        types[tail + I_ADD2] = INST
-        pointers[tail + I_ADD2][0] = opdef_addr("HALT")
-        types_t = torch.tensor(types, dtype=torch.long)  # (W,)
-        pointers_t = torch.tensor(pointers, dtype=torch.long)  # (W, P)
-        contents_t = torch.tensor(contents, dtype=torch.long)  # (W,)
-        pc, results, writes, _ = labelled(isa, types_t, pointers_t, contents_t, max_steps=4 * n + 2)
-
+        m.data(tail + C_IN, 0, f"carry[{n}]")
+        m.data(tail + R, 0, f"r[{n}]")
+        m.inst(tail + I_ADD1, "COPY", tail + C_IN, tail + C_IN, tail + R)
+        m.inst(tail + I_ADD2, "HALT")
         answer = a + b
-        answer_digits = digits_of(answer, n + 1)
-        return Program(
-            prompt=prompt if prompt is not None else self.prompt(a, b),
-            operands=(a, b),
-            digits=n,
-            answer=answer,
-            window=window,
-            types=types_t,
-            pointers=pointers_t,
-            contents=contents_t,
-            pc=pc,
-            oeu_result=results,
-            writes=writes,
-            answer_slots=torch.tensor([HEADER + BLOCK * i + R for i in range(n + 1)]),
-            answer_digits=torch.tensor(answer_digits),
-            roles=roles,
-        )
+        return m.program(prompt if prompt is not None else self.prompt(a, b), (a, b), n, answer,
+                         [HEADER + BLOCK * i + R for i in range(n + 1)], digits_of(answer, n + 1), max_steps=4 * n + 2)
 
     def answer_text(self, value: int, size: int) -> str:
         """The answer as `llamacpu run` shows it (``size``: the problem's digits)."""
