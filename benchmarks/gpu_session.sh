@@ -13,6 +13,7 @@
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1 (+ .gpu0): small wheels (+ SmolLM2 piece 0); starts the tiny task runs
 #   bash benchmarks/gpu_session.sh i 1         # .gpu1 + .gpu0 as phase 1, nothing started (then s for .gpus and .gpu6, then t)
 #   bash benchmarks/gpu_session.sh j 1         # as i, and two tiny 1-4 digit runs at batch 64: one size a batch, and replay_per=problem
+#   bash benchmarks/gpu_session.sh k 560       # .gpu1: the tiny 1-4 digit curriculum with replay_per=problem alone, timed (BATCH, default 64)
 #   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 + .gpu4 (search weights): search eval, seeds 1-2
 #   bash benchmarks/gpu_session.sh g SECONDS   # .gpu1: search with the forgetting guard, seeds 0-2
 #   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager (80 s at most) and compiled, then its runs
@@ -144,6 +145,17 @@ j)  # as i, and (issue 13 item 3) two tiny 1-4 digit curricula from scratch that
   install_small || exit 1
   train tiny-b64-batch --max-digits 4 --batch-size 64
   train tiny-b64-problem --max-digits 4 --batch-size 64 --set replay_per=problem ;;
+k)  # session 34 (issue 13 item 3), a call of its own (.gpu1 only): the tiny preset's 1-4 digit
+  # curriculum with every problem its own size (replay_per=problem: 650 steps on the CPU against
+  # 1175 one size a batch), alone on the GPU, in the foreground: its wall time to the 4-digit stage
+  install .gpu1/*.whl || exit 1
+  nvidia-smi -L
+  # The run and its log under $OUT: a call cut short by the device's budget still returns them.
+  R="$OUT/tiny-problem-b${BATCH:-64}"
+  T0=$(date +%s)
+  timeout $(( $(left) - 10 )) "${LLAMACPU[@]}" train --run "$R" --device cuda --no-traces \
+    --quiet --checkpoint-every 1000 --max-digits 4 --batch-size "${BATCH:-64}" --set replay_per=problem > "$R.log" 2>&1
+  echo "wall $(( $(date +%s) - T0 )) s" | tee -a "$R.log"; tail -15 "$R.log"; rm -rf "$R"/ckpt-* "$R"/stage-start ;;
 1)
   install_small || exit 1
   # issue 14 item 2: is session 27's 8 of 8 for reverse with smaller steps in later stages a
@@ -209,11 +221,15 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
   # batches. A batch is one size, so the updates alternate between layouts. Next (REPLAY_PER,
   # default problem): every problem draws its size, each update holding all of them; each run from
   # its own session-33 weights (.gpuw with the marker, .gpux without).
+  # Session 34: the marker run only where .gpuw came (phase w). With replay_per=problem a short
+  # problem is padded to the batch's window, so the window's last page (where the marker sits) is
+  # not its own; and session 33 showed no difference from the marker. The run without it goes on
+  # alone (with the 4-bit run beside it), for as many steps as the time gives.
   install_smollm2 || exit 1
   NOEM_INIT="$KEEP/smollm2-init"; [ -d "$KEEP/smollm2-init-noem" ] && NOEM_INIT="$KEEP/smollm2-init-noem"
   CONT=(--cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set start_stage="${STAGE:-2}"
         --set rewinds=2 --set recompute=true --set replay_per="${REPLAY_PER:-problem}")
-  train smollm2-em "${CONT[@]}" --set init_from="$KEEP/smollm2-init" --end-marker
+  [ -d "$KEEP/smollm2-init" ] && train smollm2-em "${CONT[@]}" --set init_from="$KEEP/smollm2-init" --end-marker
   train smollm2-noem "${CONT[@]}" --set init_from="$NOEM_INIT"
   # Issue 13 item 2 with PHR=1: SmolLM2 on the trained phrasings with the BOS token (session 26's
   # run lacked it: stage 1 not passed by step 573), from the general CPU's OEU as then; its weights
@@ -231,9 +247,22 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
   fi
   wait_deadline; collect ;;
 x)  # session 33's last call: stop the trainings (each checkpoints), then (issue 13 item 3) the tiny
-  # step alone on the GPU, eager and under CUDA graphs (torch.compile reduce-overhead), then the weights
+  # step alone on the GPU, eager and under CUDA graphs (torch.compile reduce-overhead), then the weights.
+  # Session 34: TIMING=0 leaves the timing out (no change to the tiny step since), and EVAL=1
+  # evaluates every SmolLM2 run at 1-4 digits on 200 held-out problems first, on the GPU
+  # (the CPU takes 10 minutes for 50 problems at 2 sizes).
   stop_runs
+  if [ "${EVAL:-0}" = 1 ]; then
+    E=$(( $(left) - 60 ))
+    for r in "$W"/smollm2-* "$W"/smol4bit-*; do
+      [ -d "$r" ] || continue
+      n=$(basename "$r"); d=1,2,3,4; case $n in smol4bit-*) d=1 ;; esac
+      bg "eval-$n" bash -c "timeout $E ${LLAMACPU[*]} eval --run $r --digits $d --trials 200 --device cuda --json > $W/$n-eval.json"
+    done
+    while pgrep -f 'llamacpu[.]cli eval' > /dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
+  fi
   for m in eager reduce-overhead; do
+    [ "${TIMING:-1}" = 1 ] || break
     l=$(left); [ "$l" -gt 100 ] || break
     timeout $(( l - 90 < 150 ? l - 90 : 150 )) python3 benchmarks/train_throughput.py --controllers tiny --digits 4 --batch-sizes 64 \
       --steps 10 --warmup 5 --device cuda --no-flops $([ $m = eager ] || echo --compile $m) \

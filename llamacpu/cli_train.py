@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan-reach", type=int, default=None, metavar="R",
                    help="with --plan-attention local: how many places away a token sees (default 1)")
     p.add_argument("--end-marker", action="store_true",
-                   help="a new run's plan queries on the window's last page carry a learned marker")
+                   help="a new run's plan queries on each problem's last page carry a learned marker")
     p.add_argument("--no-bos", action="store_true",
                    help="a new run with a pretrained controller leaves out the tokenizer's BOS token, so the "
                    "prompt's first token becomes the model's attention sink (the ablation; runs made before "

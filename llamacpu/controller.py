@@ -496,11 +496,14 @@ class Controller(nn.Module):
         return query_isolating_mask(prompt.mask, window, self.backbone.config._attn_implementation, self.dtype,
                                     positions if local else None, self.config.plan_reach if local else None)
 
-    def plan(self, prompt: Prompt, window: int, attentions: bool = False) -> PlanHeads:
+    def plan(self, prompt: Prompt, window: int, attentions: bool = False,
+             windows: torch.Tensor | None = None) -> PlanHeads:
         """Compile: a prompt [B, L] -> heads for every slot of a window of W addresses.
 
         The pass also returns the prompt's keys and values: the backbone is causal, so they are
-        what :meth:`encode_prompt` would compute, and the execute phase reuses them."""
+        what :meth:`encode_prompt` would compute, and the execute phase reuses them. ``windows``
+        [B]: each problem's own window where a batch mixes sizes (shorter ones padded to W), so
+        the end marker sits on each problem's own last page; default: every row's is W."""
         from transformers import DynamicCache
 
         b, l = prompt.ids.shape
@@ -509,8 +512,9 @@ class Controller(nn.Module):
         embeds = self.prompt_embedding(prompt)  # (B, L, d)
         queries = (self.plan_query + self.address_embedding(window, device, prompt.shift)).expand(b, -1, -1)  # (B, W, d)
         if self.config.end_marker:
-            page, _ = self.page_places(window, device)
-            queries = queries + (page == page[-1]).unsqueeze(-1) * self.end_emb  # the window's last page
+            page, _ = self.page_places(window, device)  # (W,)
+            last = page[-1] if windows is None else ((windows.to(device) - 1) // self.page_size).unsqueeze(1)  # (B, 1)
+            queries = queries + (page == last).unsqueeze(-1) * self.end_emb  # each problem's last page
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
         positions = self.plan_positions(prompt, window)  # (B, L + W) or None
         out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions,

@@ -59,7 +59,7 @@ def free_run(machine: Machine, programs: list[Program], record: bool = False, fr
         with torch.no_grad():
             if batch.planned:
                 prompt = machine.controller.tokenizer.batch(batch.prompts).to(device)
-                plan = machine.plan(prompt, batch.window, record=record)
+                plan = machine.plan(prompt, batch.window, record=record, windows=batch.windows)
                 start = batch.memory if from_target else machine.harden(plan.memory)
                 prompt_kv = plan.prompt_kv
             else:

@@ -86,8 +86,10 @@ class Machine(nn.Module):
         self.register_buffer("keys", isa.keys.clone(), persistent=False)  # [N, A]
 
     # ---- plan ----
-    def plan(self, prompt: Prompt, window: int, record: bool = False) -> Plan:
-        heads = self.controller.plan(prompt, window, attentions=record)
+    def plan(self, prompt: Prompt, window: int, record: bool = False, windows: torch.Tensor | None = None) -> Plan:
+        """The plan phase over a window of W slots; ``windows`` [B]: each problem's own (see
+        :meth:`Controller.plan`)."""
+        heads = self.controller.plan(prompt, window, attentions=record, windows=windows)
         memory = self.compose(
             torch.softmax(heads.type_logits, -1), heads.pointers, torch.softmax(heads.content_logits, -1)
         )

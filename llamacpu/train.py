@@ -61,10 +61,13 @@ class TrainConfig:
     stage_steps: int = 3000  # step budget of one stage
     replay: float = 0.5  # probability that a batch is of an earlier size (each equally likely) ...
     replay_by: str = "uniform"  # ... or "errors": by each size's error at the last full check (REPLAY_BY)
-    # What a replay draw decides (REPLAY_PER): "batch", a whole batch is the stage's size or one
-    # earlier size; "problem", every problem draws its own, so each update holds them all (the
-    # batch's window is its largest problem's; shorter programs end in EMPTY slots)
-    replay_per: str = "batch"
+    # What a replay draw decides (REPLAY_PER): "problem", every problem draws its own size, so
+    # each update holds them all (the batch's window is its largest problem's; shorter programs
+    # end in EMPTY slots); "batch", a whole batch is the stage's size or one earlier size (the
+    # default before session 34, and what a run whose config.json lacks the key resumes with).
+    # The tiny 1-4 digit curriculum passed in 650 and 725 steps per problem (seeds 0, 1), in 1175
+    # one size a batch (seed 0; docs/experiments.md, "Session 34").
+    replay_per: str = "problem"
     rewinds: int = 0  # forgetting guard: times a stage may go back to its start (weights, optimizer) when ...
     rewind_below: float = 0.9  # ... a full check finds a size an earlier stage passed under this accuracy;
     rewind_lr: float = 0.5  # each rewind multiplies the stage's rates by this (0: no guard; docs/experiments.md)
@@ -123,6 +126,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
         known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        known.setdefault("replay_per", "batch")  # a run from before the key existed replays per batch
         if "betas" in known:
             known["betas"] = tuple(known["betas"])
         return cls(**known)
@@ -224,7 +228,7 @@ def batch_losses(machine: Machine, batch: ProgramBatch, tf: float, generator: to
         if offsets:  # each episode's tags start at a random offset (evaluation: 0)
             prompt.shift = torch.randint(0, offsets + 1, (len(batch.prompts),), generator=generator)
         prompt = (prompt if shard.is_whole else take_rows(prompt, shard.rows)).to(device)
-        plan = machine.plan(prompt, part.window)
+        plan = machine.plan(prompt, part.window, windows=part.windows)
         losses.update({
             "type": mean(F.cross_entropy, plan.type_logits.flatten(0, 1), part.types.flatten(),
                          count=batch.types.numel()),

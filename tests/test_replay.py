@@ -1,6 +1,6 @@
 """Replay of earlier sizes: uniform by default; with ``replay_by="errors"``, weighted by each
 size's error at the last full check, so a size being forgotten gets the replay back; with
-``replay_per="problem"``, drawn for every problem rather than for the whole batch."""
+``replay_per="problem"`` (the default), drawn for every problem rather than for the whole batch."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from machine_fixtures import make_trainer, small_run_config, small_train_config
 
 from llamacpu import checkpoint as ckpt
 from llamacpu.isa import EMPTY
-from llamacpu.train import REPLAY_FLOOR
+from llamacpu.train import REPLAY_FLOOR, TrainConfig, config_dict
 
 
 def test_errors_weigh_the_replayed_stages_and_survive_a_checkpoint(tmp_path):
@@ -44,6 +44,14 @@ def test_uniform_replay_is_the_default_and_an_unknown_mode_is_refused(tmp_path):
         make_trainer(tmp_path / "b", small_run_config(train=small_train_config(replay_by="worst")))
 
 
+def test_per_problem_is_the_default_and_an_older_run_resumes_per_batch():
+    assert TrainConfig().replay_per == "problem"
+    old = config_dict(TrainConfig())
+    del old["replay_per"]  # a config.json written before session 33
+    assert TrainConfig.from_dict(old).replay_per == "batch"
+    assert TrainConfig.from_dict(config_dict(TrainConfig())).replay_per == "problem"
+
+
 def test_replay_per_problem_mixes_every_size_into_one_padded_batch(tmp_path):
     cfg = small_train_config(max_digits=3, batch_size=48, replay_per="problem")
     trainer = make_trainer(tmp_path / "mixed", small_run_config(train=cfg))
@@ -58,8 +66,35 @@ def test_replay_per_problem_mixes_every_size_into_one_padded_batch(tmp_path):
     losses = trainer.train_step()
     assert all(math.isfinite(v) for v in losses.values())
 
-    plain = make_trainer(tmp_path / "plain", small_run_config(train=small_train_config(max_digits=3, batch_size=48)))
+    plain = make_trainer(tmp_path / "plain", small_run_config(train=small_train_config(max_digits=3, batch_size=48,
+                                                                                        replay_per="batch")))
     plain.stage = 3
     assert all(len({p.digits for p in plain.sample_batch().programs}) == 1 for _ in range(6))  # one size a batch
     with pytest.raises(ckpt.RunError, match="replay_per='step' is not one of 'batch', 'problem'"):
         make_trainer(tmp_path / "bad", small_run_config(train=small_train_config(replay_per="step")))
+
+
+def test_the_end_marker_sits_on_each_problems_own_last_page_in_a_mixed_batch(tmp_path):
+    """A problem padded into a larger window plans its own slots as it does alone: the marker is
+    on its own last page (given ``windows``), not on the batch window's."""
+    from llamacpu.tasks import collate
+
+    cfg = small_train_config(max_digits=3, batch_size=16, replay_per="problem")
+    trainer = make_trainer(tmp_path / "marked", small_run_config(train=cfg, end_marker=True))
+    trainer.stage = 3
+    machine = trainer.machine.eval()
+    with torch.no_grad():
+        machine.controller.end_emb.mul_(50.0)  # a marker large enough to show where it sits
+    batch = trainer.sample_batch()
+    row = min(range(len(batch.programs)), key=lambda i: batch.programs[i].window)
+    own = batch.programs[row].window
+    assert own < batch.window
+    tok = machine.controller.tokenizer
+    with torch.no_grad():
+        alone = machine.plan(tok.batch([batch.prompts[row]]), own).type_logits[0]  # (own, K)
+        mixed = machine.plan(tok.batch(batch.prompts), batch.window, windows=batch.windows).type_logits[row]
+        window_marked = machine.plan(tok.batch(batch.prompts), batch.window).type_logits[row]
+    assert torch.allclose(mixed[:own], alone, atol=1e-5)
+    last_page = slice(own - machine.isa.layout.page_size, own)
+    assert not torch.allclose(window_marked[last_page], alone[last_page], atol=1e-3)  # the old marker: elsewhere
+    assert collate([batch.programs[row]], machine.isa).windows.tolist() == [own]

@@ -102,6 +102,11 @@ class ProgramBatch:
     def steps(self) -> int:
         return int(self.pc.shape[1])
 
+    @property
+    def windows(self) -> torch.Tensor:
+        """Each program's own window [B] long (the batch's window W is the largest)."""
+        return torch.tensor([p.window for p in self.programs], dtype=torch.long)
+
     def to(self, device: torch.device | str) -> "ProgramBatch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return ProgramBatch(**moved)
