@@ -13,7 +13,10 @@
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1 (+ .gpu0): small wheels (+ SmolLM2 piece 0); starts the tiny task runs
 #   bash benchmarks/gpu_session.sh i 1         # .gpu1 + .gpu0 as phase 1, nothing started (then s for .gpus and .gpu6, then t)
 #   bash benchmarks/gpu_session.sh j 1         # as i, and two tiny 1-4 digit runs at batch 64: one size a batch, and replay_per=problem
-#   bash benchmarks/gpu_session.sh k 560       # .gpu1: the tiny 1-4 digit curriculum with replay_per=problem alone, timed (BATCH, default 64)
+#   bash benchmarks/gpu_session.sh k 560       # .gpu1: the tiny 1-4 digit curriculum with replay_per=problem alone, timed (BATCH, default 64;
+#                                              # COMPILE=MODE: each execute cycle compiled whole, compile_scope=cycle)
+#   bash benchmarks/gpu_session.sh q 560       # .gpu1: tiny's step (batch 64, 4 digits) eager and with each execute cycle
+#                                              # compiled (default, reduce-overhead), alone; then phase k under the faster
 #   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 + .gpu4 (search weights): search eval, seeds 1-2
 #   bash benchmarks/gpu_session.sh g SECONDS   # .gpu1: search with the forgetting guard, seeds 0-2
 #   bash benchmarks/gpu_session.sh t SECONDS   # .gpu2 as phase 2; SmolLM2's step eager (80 s at most) and compiled, then its runs
@@ -153,9 +156,26 @@ k)  # session 34 (issue 13 item 3), a call of its own (.gpu1 only): the tiny pre
   # The run and its log under $OUT: a call cut short by the device's budget still returns them.
   R="$OUT/tiny-problem-b${BATCH:-64}"
   T0=$(date +%s)
+  CC=(); [ -n "${COMPILE:-}" ] && CC=(--set compile="$COMPILE" --set compile_scope=cycle) && R="$R-$COMPILE"
   timeout $(( $(left) - 10 )) "${LLAMACPU[@]}" train --run "$R" --device cuda --no-traces \
-    --quiet --checkpoint-every 1000 --max-digits 4 --batch-size "${BATCH:-64}" --set replay_per=problem > "$R.log" 2>&1
+    --quiet --checkpoint-every 1000 --max-digits 4 --batch-size "${BATCH:-64}" --set replay_per=problem "${CC[@]}" > "$R.log" 2>&1
   echo "wall $(( $(date +%s) - T0 )) s" | tee -a "$R.log"; tail -15 "$R.log"; rm -rf "$R"/ckpt-* "$R"/stage-start ;;
+q)  # session 35 (issue 13 item 3), a call of its own (.gpu1 only): tiny's training step is the
+  # host's operator calls (0.27 s a step, 22 % of it kernels), so each execute cycle is compiled
+  # whole, forward and backward (compile_scope=cycle). The step alone, eager and compiled, with
+  # its first (compiling) steps; then the curriculum, timed, under the faster mode (phase k).
+  install .gpu1/*.whl || exit 1
+  nvidia-smi -L
+  for m in eager default reduce-overhead; do
+    CS=(); [ $m = eager ] || CS=(--compile $m --compile-scope cycle)
+    timeout 170 python3 benchmarks/train_throughput.py --controllers tiny --digits 4 --batch-sizes 64 --steps 10 \
+      --warmup 3 --device cuda --no-flops "${CS[@]}" --json "$OUT/tiny_b64_d4_cycle_$m.json" > "$OUT/tiny_cycle_$m.log" 2>&1
+    echo "$m: rc $?"; grep -E "s/step|Error|error" "$OUT/tiny_cycle_$m.log" | tail -3
+  done
+  BEST=$(python3 -c 'import json, sys; r = {f.rsplit("_", 1)[-1][:-5]: json.load(open(f))["results"][0]["s_per_step"]
+for f in sys.argv[1:]}; b = min(r, key=r.get); print("" if b == "eager" else b)' "$OUT"/tiny_b64_d4_cycle_*.json)
+  echo "curriculum with COMPILE='$BEST'"
+  COMPILE=$BEST bash "$0" k $(( $(left) - 5 )) ;;
 1)
   install_small || exit 1
   # issue 14 item 2: is session 27's 8 of 8 for reverse with smaller steps in later stages a

@@ -154,7 +154,7 @@ def bench_configs(controller: str, folder_4bit: str | None, compute: str = "auto
 def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, threads: int,
             device: str, folder_4bit: str | None, compute: str = "auto", autocast: str = "auto",
             task: str = "add", recompute: bool = False, count_flops: bool = True,
-            compile_mode: str = "") -> dict[str, Any]:
+            compile_mode: str = "", compile_scope: str = "layers") -> dict[str, Any]:
     """One (controller, digits) row; runs in its own process."""
     import torch
 
@@ -165,7 +165,7 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
     cc, train = bench_configs(controller, folder_4bit, compute, autocast)
     # Every batch of the stage size (no replay): the row's digit count is the batch's.
     train.batch_size, train.max_digits, train.replay, train.device = batch, digits, 0.0, device
-    train.task, train.recompute, train.compile = task, recompute, compile_mode
+    train.task, train.recompute, train.compile, train.compile_scope = task, recompute, compile_mode, compile_scope
     config = ckpt.RunConfig(controller=cc, train=config_dict(train))
     torch.manual_seed(train.seed)
     t0 = time.perf_counter()
@@ -210,6 +210,7 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
         "controller": controller, "preset": "smollm2 (4-bit NF4 folder)" if controller == "smollm2-4bit" else cc.preset,
         "load_in_4bit": cc.load_in_4bit, "compute_dtype_4bit": ",".join(sorted(dtypes)) or None,
         "optimizer": train.optimizer, "task": task, "recompute": recompute, "compile": compile_mode or None,
+        "compile_scope": compile_scope if compile_mode else None,
         "batch_size": batch, "digits": digits, "window": window, "steps_timed": steps, "warmup": warmup,
         "warmup_s": warmup_times,
         "s_per_step": s_step, "s_per_step_min": min(times), "s_per_step_max": max(times),
@@ -283,7 +284,7 @@ def table(rows: list[dict[str, Any]], title: str) -> Any:
 
 
 def main() -> None:
-    from llamacpu.train import COMPILE_MODES
+    from llamacpu.train import COMPILE_MODES, COMPILE_SCOPES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -309,7 +310,10 @@ def main() -> None:
     ap.add_argument("--recompute", action="store_true",
                     help="recompute each cycle's control unit in backward (--set recompute=true): less memory")
     ap.add_argument("--compile", default="", choices=COMPILE_MODES, metavar="MODE",
-                    help="torch.compile every decoder layer (--set compile=MODE): default, reduce-overhead or max-autotune")
+                    help="torch.compile (--set compile=MODE): default, reduce-overhead or max-autotune")
+    ap.add_argument("--compile-scope", default="layers", choices=COMPILE_SCOPES,
+                    help="what --compile compiles (--set compile_scope=S): every decoder layer (default), "
+                    "or each execute cycle whole")
     ap.add_argument("--no-flops", action="store_true",
                     help="skip the extra step under torch's FLOP counter (it holds every activation: no MFU column)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -350,7 +354,7 @@ def main() -> None:
                 with console.status(what):
                     row = run_isolated(measure, c, batch[c], d, steps[c], warmup[c], threads, args.device, str(folder),
                                        args.compute_dtype, args.autocast, args.task, args.recompute,
-                                       not args.no_flops, args.compile)
+                                       not args.no_flops, args.compile, args.compile_scope)
                 rows.append(row)
                 console.log(f"{c} {d}d: {row['s_per_step']:.3f} s/step (min {row['s_per_step_min']:.3f}, "
                             f"max {row['s_per_step_max']:.3f}), {row['episodes_per_s']:.2f} episodes/s, "

@@ -22,6 +22,7 @@ under ``no_grad``: the caller decides.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -59,6 +60,43 @@ class Teacher:
     # moves alike for any number of ranks (llamacpu/distributed.py).
     rows_of: tuple[int, int] | None = None
 
+    def choices(self, steps: int, device: torch.device) -> "tuple[torch.Tensor | None, torch.Tensor | None]":
+        """Which problems take the target PC and which the target result at each step: [T, B] bool
+        each (None where the probability is 0; never where the target is IGNORE). Drawn up front,
+        step by step, PC before result, as the cycles once drew them one at a time: a seeded run
+        trains as before, and a cycle holds no random draw (:meth:`Machine.compile_cycle`)."""
+        b = self.pc.shape[0]
+        first, whole = self.rows_of if self.rows_of is not None else (0, b)
+        draws: dict[str, list[torch.Tensor]] = {"pc": [], "result": []}
+        for _ in range(steps):
+            for name, p in (("pc", self.p_pc), ("result", self.p_result)):
+                if p > 0:
+                    draws[name].append(torch.rand(whole, generator=self.generator)[first: first + b] < p)
+        out = []
+        for name, target in (("pc", self.pc), ("result", self.result)):
+            if not draws[name]:
+                out.append(None)
+                continue
+            use = torch.stack(draws[name]).to(device)  # (T, B)
+            out.append(use & (target[:, :steps].T.to(device) != IGNORE))
+        return out[0], out[1]
+
+
+class Cycle(NamedTuple):
+    """What one execute cycle leaves and chose (:meth:`Machine._cycle`)."""
+
+    memory: torch.Tensor  # [B, W, D] after the cycle's write
+    last_op: torch.Tensor  # [B, OPS] the opcode just run (kept where an episode has ended)
+    pc: torch.Tensor  # [B, W] the control unit's PC distribution
+    mix: torch.Tensor  # [B, M] its mix of addressing modes
+    oeu_logits: torch.Tensor  # [B, C]
+    halt: torch.Tensor  # [B] the probability that the fetched operator is HALT
+    ptr: torch.Tensor  # [B, P, W] the fetched instruction's pointers
+    op: torch.Tensor  # [B, OPS] the opcode read
+    a: torch.Tensor  # [B, C] the arguments read
+    b: torch.Tensor  # [B, C]
+    gate: torch.Tensor  # [B] the write gate, 0 where an episode has ended
+
 
 @dataclass
 class Execution:
@@ -84,6 +122,16 @@ class Machine(nn.Module):
         self.controller = controller
         self.oeu = oeu
         self.register_buffer("keys", isa.keys.clone(), persistent=False)  # [N, A]
+        self._compiled_cycle: Callable[..., Cycle] | None = None  # compile_cycle's, used with gradients on
+
+    def compile_cycle(self, mode: str = "default", backend: str = "inductor") -> None:
+        """``torch.compile`` one execute cycle whole (the control unit's backbone pass, fetch, reads,
+        OEU, write), with dynamic shapes: the training step runs it once per cycle, forward and
+        backward each a few fused kernels instead of hundreds of operator calls, the host's cost
+        when a small controller trains on a GPU (docs/experiments.md, "Session 35"). Only cycles
+        run with gradients on use it; evaluation stays eager. Parameters are not touched, so
+        checkpoints are the same."""
+        self._compiled_cycle = torch.compile(self._cycle, mode=mode, backend=backend, dynamic=True, fullgraph=True)
 
     # ---- plan ----
     def plan(self, prompt: Prompt, window: int, record: bool = False, windows: torch.Tensor | None = None) -> Plan:
@@ -138,75 +186,42 @@ class Machine(nn.Module):
         """
         isa = self.isa
         b, w, _ = memory.shape
-        n_ops = len(OPCODES)
         device = memory.device
         if prompt_kv is None:
             prompt_kv = self.controller.encode_prompt(prompt)
-        status = self.controller.config.status_register
         data_type = F.one_hot(torch.tensor(DATA, device=device), isa.layout.n_types).float()
         zero_ptrs = torch.zeros(isa.layout.n_pointers * isa.layout.key_dim, device=device)
         new_slot_head = torch.cat([data_type, zero_ptrs]).expand(b, -1)  # (B, K + P*A)
         alive = torch.ones(b, device=device)
         halted = torch.zeros(b, dtype=torch.bool, device=device)
         n_run = torch.full((b,), steps, dtype=torch.long, device=device) if lengths is None else lengths.to(device)
-        last_op = torch.zeros(b, n_ops, device=device)  # the opcode last run (the instruction register)
+        live_at = (torch.arange(steps, device=device).unsqueeze(1) < n_run).float() if lengths is not None else None
+        last_op = torch.zeros(b, len(OPCODES), device=device)  # the opcode last run (the instruction register)
+        use_pc, use_result = teacher.choices(steps, device) if teacher is not None else (None, None)
+        pc_targets, result_targets = (teacher.pc.to(device), teacher.result.to(device)) if teacher is not None else (None, None)
         pcs, oeu_logits, halts, mixes = [], [], [], []
         rec: dict[str, list[torch.Tensor]] = {"ptr": [], "in": [], "gate": [], "mem": [memory]} if record else {}
-        ptr0, content = isa.pointer_slice(0), isa.content_slice
-        keys_w = self.keys[:w]
+        cycle = self._compiled_cycle if self._compiled_cycle is not None and torch.is_grad_enabled() else self._cycle
+        recompute = recompute and torch.is_grad_enabled()
 
         for t in range(steps):
-            if lengths is not None:
-                alive = (t < n_run).float()
-            if recompute and torch.is_grad_enabled():
-                pc, mix = checkpoint(self._control, prompt, prompt_kv, memory, last_op, hard, use_reentrant=False)
-            else:
-                pc, mix = self._control(prompt, prompt_kv, memory, last_op, hard)  # (B, W), (B, M)
-            pcs.append(pc)
-            mixes.append(mix)
-            pc_used = _hard(pc) if hard else pc
-            if teacher is not None and teacher.p_pc > 0:
-                pc_used = _substitute(pc_used, teacher.pc[:, t], teacher.p_pc, teacher.generator, teacher.rows_of)
-
-            inst = swm.read(memory, pc_used)  # (B, D) soft fetch
-            keys = inst[:, isa.pointers_slice].unflatten(-1, (isa.layout.n_pointers, isa.layout.key_dim))
-            ptr = self.attend(keys, w)  # (B, P, W): op, src1, src2, dst
-            if hard:
-                ptr = _hard(ptr)
-            operands = swm.read(memory, ptr[:, :3])[..., content]  # (B, 3, C)
-            op = operands[:, 0, :n_ops]
-            op = op / op.sum(-1, keepdim=True).clamp(min=1e-6)  # (B, OPS): opcodes are codes 0..12
-            a, bb = operands[:, 1], operands[:, 2]
-            if hard:
-                op, a, bb = _hard(op), _hard(a), _hard(bb)
-            logits, gate = self.oeu(op, a, bb)  # (B, C), (B,)
-            oeu_logits.append(logits)
-            result = _hard(logits) if hard else torch.softmax(logits, -1)
-            if hard:
-                gate = (gate > 0.5).float()
-            if teacher is not None and teacher.p_result > 0:
-                result = _substitute(result, teacher.result[:, t], teacher.p_result, teacher.generator,
-                                     teacher.rows_of)
-            halt = op[:, HALT_OP]
-            halts.append(halt)
-
-            slot = torch.cat([new_slot_head, result], dim=-1)  # (B, D) a DATA slot holding the result
-            memory = swm.write(memory, ptr[:, 3], gate * alive, slot)
-            live = alive.unsqueeze(-1)
-            reg = memory[:, 0].clone()
-            reg[:, ptr0] = live * (pc_used @ keys_w) + (1 - live) * reg[:, ptr0]
-            if status:
-                reg[:, content] = live * result + (1 - live) * reg[:, content]
-            memory = torch.cat([reg.unsqueeze(1), memory[:, 1:]], dim=1)
-            last_op = live * op + (1 - live) * last_op
-
+            if live_at is not None:
+                alive = live_at[t]
+            teach_pc = None if use_pc is None else (use_pc[t], pc_targets[:, t])
+            teach_result = None if use_result is None else (use_result[t], result_targets[:, t])
+            c = cycle(prompt, prompt_kv, memory, last_op, alive, new_slot_head, teach_pc, teach_result, hard, recompute)
+            memory, last_op = c.memory, c.last_op
+            pcs.append(c.pc)
+            mixes.append(c.mix)
+            oeu_logits.append(c.oeu_logits)
+            halts.append(c.halt)
             if record:
-                rec["ptr"].append(ptr)
-                rec["in"].append(torch.stack([F.pad(op, (0, isa.layout.n_values - n_ops)), a, bb], dim=1))
-                rec["gate"].append(gate * alive)
+                rec["ptr"].append(c.ptr)
+                rec["in"].append(torch.stack([F.pad(c.op, (0, isa.layout.n_values - len(OPCODES))), c.a, c.b], dim=1))
+                rec["gate"].append(c.gate)
                 rec["mem"].append(memory)
             if hard and lengths is None:
-                now = (halt > 0.5) & ~halted
+                now = (c.halt > 0.5) & ~halted
                 n_run = torch.where(now, torch.full_like(n_run, t + 1), n_run)
                 halted = halted | now
                 alive = (~halted).float()
@@ -228,6 +243,54 @@ class Machine(nn.Module):
             out.gate = torch.stack(rec["gate"], 1)
             out.memories = torch.stack(rec["mem"], 1)
         return out
+
+    def _cycle(self, prompt: Prompt, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], memory: torch.Tensor,
+               last_op: torch.Tensor, alive: torch.Tensor, new_slot_head: torch.Tensor,
+               teach_pc: tuple[torch.Tensor, torch.Tensor] | None,
+               teach_result: tuple[torch.Tensor, torch.Tensor] | None, hard: bool, recompute: bool) -> Cycle:
+        """One execute cycle (steps 1-7 above): memory [B, W, D], the opcode last run [B, OPS] and
+        which episodes still run [B] -> the next memory and opcode, and what the cycle chose.
+        teach_pc, teach_result: (use [B] bool, target [B]), the teacher's substitutions this step.
+        Tensors in, tensors out, no random draw and no host sync: :meth:`compile_cycle` compiles it."""
+        isa, w = self.isa, memory.shape[1]
+        n_ops = len(OPCODES)
+        if recompute:
+            pc, mix = checkpoint(self._control, prompt, prompt_kv, memory, last_op, hard, use_reentrant=False)
+        else:
+            pc, mix = self._control(prompt, prompt_kv, memory, last_op, hard)  # (B, W), (B, M)
+        pc_used = _hard(pc) if hard else pc
+        if teach_pc is not None:
+            pc_used = _substitute(pc_used, *teach_pc)
+
+        inst = swm.read(memory, pc_used)  # (B, D) soft fetch
+        keys = inst[:, isa.pointers_slice].unflatten(-1, (isa.layout.n_pointers, isa.layout.key_dim))
+        ptr = self.attend(keys, w)  # (B, P, W): op, src1, src2, dst
+        if hard:
+            ptr = _hard(ptr)
+        operands = swm.read(memory, ptr[:, :3])[..., isa.content_slice]  # (B, 3, C)
+        op = operands[:, 0, :n_ops]
+        op = op / op.sum(-1, keepdim=True).clamp(min=1e-6)  # (B, OPS): opcodes are codes 0..12
+        a, bb = operands[:, 1], operands[:, 2]
+        if hard:
+            op, a, bb = _hard(op), _hard(a), _hard(bb)
+        logits, gate = self.oeu(op, a, bb)  # (B, C), (B,)
+        result = _hard(logits) if hard else torch.softmax(logits, -1)
+        if hard:
+            gate = (gate > 0.5).float()
+        if teach_result is not None:
+            result = _substitute(result, *teach_result)
+
+        slot = torch.cat([new_slot_head, result], dim=-1)  # (B, D) a DATA slot holding the result
+        memory = swm.write(memory, ptr[:, 3], gate * alive, slot)
+        live = alive.unsqueeze(-1)
+        ptr0, content = isa.pointer_slice(0), isa.content_slice
+        reg = memory[:, 0].clone()
+        reg[:, ptr0] = live * (pc_used @ self.keys[:w]) + (1 - live) * reg[:, ptr0]
+        if self.controller.config.status_register:
+            reg[:, content] = live * result + (1 - live) * reg[:, content]
+        memory = torch.cat([reg.unsqueeze(1), memory[:, 1:]], dim=1)
+        last_op = live * op + (1 - live) * last_op
+        return Cycle(memory, last_op, pc, mix, logits, op[:, HALT_OP], ptr, op, a, bb, gate * alive)
 
     def _control(self, prompt: Prompt, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], memory: torch.Tensor,
                  last_op: torch.Tensor, hard: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -259,13 +322,8 @@ def _hard(probs: torch.Tensor) -> torch.Tensor:
     return F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
 
 
-def _substitute(chosen: torch.Tensor, target: torch.Tensor, p: float, generator: torch.Generator | None,
-                rows_of: tuple[int, int] | None = None) -> torch.Tensor:
-    """Per problem, with probability p, the one-hot target replaces the machine's choice [B, X]
-    (never where the target is IGNORE: an episode past its end). ``rows_of``: see :class:`Teacher`."""
-    b = chosen.shape[0]
-    first, whole = rows_of if rows_of is not None else (0, b)
-    use = torch.rand(whole, generator=generator)[first: first + b].to(chosen.device) < p
-    use = use & (target != IGNORE)
+def _substitute(chosen: torch.Tensor, use: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The one-hot target [B] replaces the machine's choice [B, X] where ``use`` [B] (the
+    teacher's draw, :meth:`Teacher.choices`)."""
     forced = F.one_hot(target.clamp(min=0), chosen.shape[-1]).to(chosen.dtype)
     return torch.where(use.unsqueeze(-1), forced, chosen)

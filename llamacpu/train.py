@@ -42,6 +42,7 @@ SPIKE_WINDOW, SPIKE_MIN = 50, 10  # spike_skip's median: over the last 50 steps'
 REPLAY_BY = ("uniform", "errors")
 REPLAY_PER = ("batch", "problem")
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")  # torch.compile's modes ("": eager)
+COMPILE_SCOPES = ("layers", "cycle")  # what compile= compiles: each decoder layer, or each execute cycle whole
 REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
 
 
@@ -100,7 +101,8 @@ class TrainConfig:
     phrasings: str = "symbols"  # addition's prompts: "symbols" ("a + b") or "trained" (words too; llamacpu.phrasings)
     freeze: str = ""  # "execute": the execute phase's own modules stay as loaded; "cpu": so does all it reads (FREEZE)
     recompute: bool = False  # each cycle's control unit runs again in backward: same gradients, less memory
-    compile: str = ""  # torch.compile the decoder layers: "" (not), or a mode of COMPILE_MODES (shapes dynamic)
+    compile: str = ""  # torch.compile: "" (not), or a mode of COMPILE_MODES (shapes dynamic)
+    compile_scope: str = "layers"  # what it compiles (COMPILE_SCOPES): each decoder layer, or each execute cycle whole
 
     def __post_init__(self) -> None:  # checked before a run folder is written
         if not isinstance(self.recompute, bool):
@@ -111,6 +113,13 @@ class TrainConfig:
             raise ckpt.RunError(f"replay_per={self.replay_per!r} is not one of {', '.join(map(repr, REPLAY_PER))}")
         if self.compile not in COMPILE_MODES:
             raise ckpt.RunError(f"compile={self.compile!r} is not one of {', '.join(map(repr, COMPILE_MODES))}")
+        if self.compile_scope not in COMPILE_SCOPES:
+            raise ckpt.RunError(f"compile_scope={self.compile_scope!r} is not one of "
+                                f"{', '.join(map(repr, COMPILE_SCOPES))}")
+        if self.compile and self.compile_scope == "cycle" and self.recompute:
+            raise ckpt.RunError("compile_scope='cycle' does not recompute: the transformers backbone's context "
+                                "variables cannot be replayed in a compiled cycle's backward (drop recompute, or use "
+                                "compile_scope='layers')")
         if not 0.0 < self.stage_lr_decay <= 1.0:
             raise ckpt.RunError(f"stage_lr_decay={self.stage_lr_decay!r} is not in (0, 1]")
         if not isinstance(self.start_stage, int) or isinstance(self.start_stage, bool) \
@@ -333,7 +342,13 @@ class Trainer:
         self.on_check = on_check if self.world.is_main else None
         self.on_step: Callable[["Trainer"], None] | None = None  # e.g. the probe recorder
         freeze_parameters(machine, config.freeze)
-        compile_backbone(machine, config.compile)
+        if config.compile and config.compile_scope == "cycle":
+            if run_config.controller.load_in_4bit:  # bitsandbytes' layers break the graph that must be whole
+                raise ckpt.RunError("compile_scope='cycle' needs a controller torch.compile can trace whole; "
+                                    "a 4-bit one is not (use compile_scope='layers')")
+            machine.compile_cycle(config.compile)
+        else:
+            compile_backbone(machine, config.compile)
         params = parameter_groups(machine, config, run_config.oeu.lr_scale)
         if config.optimizer == "adamw8bit":
             import bitsandbytes as bnb

@@ -127,6 +127,14 @@ def save_tiny_llama(path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
+def test_a_4bit_controller_is_refused_a_compiled_cycle(tmp_path: Path) -> None:
+    """bitsandbytes' 4-bit layers break the graph that compile_scope='cycle' compiles whole."""
+    save_tiny_llama(tmp_path / "tiny-llama")
+    controller = ControllerConfig(preset=str(tmp_path / "tiny-llama"), load_in_4bit=True, lora_r=4, lora_alpha=8)
+    with pytest.raises(ckpt.RunError, match="compile_scope='cycle' needs a controller torch.compile can trace whole"):
+        pretrained_trainer(tmp_path / "run", controller, compile="default", compile_scope="cycle")
+
+
 @pytest.mark.slow
 def test_4bit_lora_adamw8bit_trains_and_survives_an_evaluation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bitsandbytes as bnb

@@ -1,0 +1,97 @@
+"""One execute cycle as one function: the teacher's draws made up front, and the cycle compiled whole.
+
+The training step of a small controller on a GPU is bound by the host's operator calls (about
+28 000 a step for tiny at batch 64, 4 digits), not by the GPU's kernels; ``compile_scope="cycle"``
+compiles each execute cycle, forward and backward, into a few fused kernels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from llamacpu import checkpoint as ckpt
+from llamacpu.machine import Teacher
+from llamacpu.tasks.base import IGNORE
+
+
+def test_teacher_choices_are_the_draws_the_cycles_made_one_at_a_time() -> None:
+    """Step by step, PC before result, each draw for the whole batch and this share's rows kept:
+    the order the cycles drew them in before they were drawn up front, so seeded runs are unchanged."""
+    b, t, first, whole = 3, 5, 2, 6
+    pc = torch.randint(0, 9, (b, t))
+    pc[1, 3:] = IGNORE  # an episode past its end
+    result = torch.randint(0, 9, (b, t))
+    teacher = Teacher(pc, result, p_pc=0.5, p_result=0.3, generator=torch.Generator().manual_seed(7),
+                      rows_of=(first, whole))
+    use_pc, use_result = teacher.choices(t, torch.device("cpu"))
+
+    gen = torch.Generator().manual_seed(7)
+    want_pc, want_result = [], []
+    for step in range(t):
+        want_pc.append((torch.rand(whole, generator=gen)[first: first + b] < 0.5) & (pc[:, step] != IGNORE))
+        want_result.append(torch.rand(whole, generator=gen)[first: first + b] < 0.3)
+    assert torch.equal(use_pc, torch.stack(want_pc)) and torch.equal(use_result, torch.stack(want_result))
+    assert not use_pc[3:, 1].any() and use_pc.any() and not use_pc.all()
+    assert torch.equal(teacher.generator.get_state(), gen.get_state())
+
+
+def test_a_teacher_that_never_substitutes_draws_nothing() -> None:
+    gen = torch.Generator().manual_seed(3)
+    before = gen.get_state()
+    teacher = Teacher(torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long), generator=gen)
+    assert teacher.choices(4, torch.device("cpu")) == (None, None)
+    assert torch.equal(gen.get_state(), before)
+
+
+def test_a_refused_compile_scope_names_the_scopes() -> None:
+    from machine_fixtures import small_train_config
+
+    with pytest.raises(ckpt.RunError, match="compile_scope='whole' is not one of 'layers', 'cycle'"):
+        small_train_config(compile="default", compile_scope="whole")
+    with pytest.raises(ckpt.RunError, match="compile_scope='cycle' does not recompute"):
+        small_train_config(compile="default", compile_scope="cycle", recompute=True)
+    small_train_config(compile="", compile_scope="cycle", recompute=True)  # nothing compiled: recompute as asked
+
+
+def test_compile_scope_cycle_compiles_the_cycle_and_leaves_the_layers(tmp_path: Path) -> None:
+    """Nothing compiles until the first step runs, so this costs no compilation."""
+    from llamacpu.train import decoder_layers
+    from machine_fixtures import make_trainer, small_run_config, small_train_config
+
+    train = small_train_config(compile="default", compile_scope="cycle")
+    trainer = make_trainer(tmp_path / "run", small_run_config(train=train))
+    assert trainer.machine._compiled_cycle is not None
+    layers = decoder_layers(trainer.machine.controller.backbone)
+    assert layers and all(getattr(m, "_compiled_call_impl", None) is None for m in layers)
+    eager = make_trainer(tmp_path / "eager", small_run_config())
+    assert eager.machine._compiled_cycle is None
+
+
+@pytest.mark.slow
+def test_a_compiled_cycle_traces_whole_and_trains_as_the_eager_one(tmp_path: Path) -> None:
+    """The cycle traced as one graph (``fullgraph``: a break would raise), through AOTAutograd
+    (the ``aot_eager`` backend runs the traced forward and backward graphs without generating
+    kernels, so this runs in seconds on any CPU): the same losses step for step as eager, with
+    teacher forcing on; evaluation, without gradients, stays eager."""
+    from llamacpu.evaluate import evaluate
+    from machine_fixtures import make_trainer, small_run_config, small_train_config
+
+    runs = {}
+    for mode in ("eager", "aot_eager"):
+        trainer = make_trainer(tmp_path / mode, small_run_config(train=small_train_config(max_digits=2, batch_size=6)))
+        trainer.stage = 2
+        calls = []
+        if mode != "eager":
+            trainer.machine.compile_cycle(backend=mode)
+            compiled = trainer.machine._compiled_cycle
+            trainer.machine._compiled_cycle = lambda *args, f=compiled: (calls.append(1), f(*args))[1]
+        runs[mode] = [trainer.train_step()["loss_total"] for _ in range(3)]
+    assert trainer.config.tf_start > 0  # the teacher's substitutions are in the graph
+    assert runs["aot_eager"] == pytest.approx(runs["eager"], rel=1e-5)
+    n = len(calls)
+    assert n >= 3  # every cycle of every step
+    evaluate(trainer.machine, trainer.task, 2, 4, seed=0, diagnostics=False)
+    assert len(calls) == n
