@@ -14,7 +14,8 @@
 #   bash benchmarks/gpu_session.sh i 1         # .gpu1 + .gpu0 as phase 1, nothing started (then s for .gpus and .gpu6, then t)
 #   bash benchmarks/gpu_session.sh j 1         # as i, and two tiny 1-4 digit runs at batch 64: one size a batch, and replay_per=problem
 #   bash benchmarks/gpu_session.sh k 560       # .gpu1: the tiny 1-4 digit curriculum with replay_per=problem alone, timed (BATCH, default 64;
-#                                              # COMPILE=MODE: each execute cycle compiled whole, compile_scope=cycle)
+#                                              # COMPILE=MODE: each execute cycle compiled whole, compile_scope=cycle;
+#                                              # EXTRA="--lr 2e-3": more options, word by word)
 #   bash benchmarks/gpu_session.sh q 560       # .gpu1: tiny's step (batch 64, 4 digits) eager and with each execute cycle
 #                                              # compiled (default, reduce-overhead), alone; then phase k under the faster
 #   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 + .gpu4 (search weights): search eval, seeds 1-2
@@ -157,8 +158,10 @@ k)  # session 34 (issue 13 item 3), a call of its own (.gpu1 only): the tiny pre
   R="$OUT/tiny-problem-b${BATCH:-64}"
   T0=$(date +%s)
   CC=(); [ -n "${COMPILE:-}" ] && CC=(--set compile="$COMPILE" --set compile_scope=cycle) && R="$R-$COMPILE"
+  [ -n "${EXTRA:-}" ] && R="$R-$(echo $EXTRA | tr -c 'A-Za-z0-9.=\n-' _)"
   timeout $(( $(left) - 10 )) "${LLAMACPU[@]}" train --run "$R" --device cuda --no-traces \
-    --quiet --checkpoint-every 1000 --max-digits 4 --batch-size "${BATCH:-64}" --set replay_per=problem "${CC[@]}" > "$R.log" 2>&1
+    --quiet --checkpoint-every 1000 --max-digits 4 --batch-size "${BATCH:-64}" --set replay_per=problem "${CC[@]}" \
+    ${EXTRA:-} > "$R.log" 2>&1
   echo "wall $(( $(date +%s) - T0 )) s" | tee -a "$R.log"; tail -15 "$R.log"; rm -rf "$R"/ckpt-* "$R"/stage-start ;;
 q)  # session 35 (issue 13 item 3), a call of its own (.gpu1 only): tiny's training step is the
   # host's operator calls (0.27 s a step, 22 % of it kernels), so each execute cycle is compiled
