@@ -167,8 +167,8 @@ q)  # session 35 (issue 13 item 3), a call of its own (.gpu1 only): tiny's train
   # host's operator calls (0.27 s a step, 22 % of it kernels), so each execute cycle is compiled
   # whole, forward and backward (compile_scope=cycle). The step alone, eager and compiled, with
   # its first (compiling) steps; then the curriculum, timed, under the faster mode (phase k).
-  install .gpu1/*.whl || exit 1
-  nvidia-smi -L
+  # Session 36: .gpu0 may come with it (SmolLM2's first piece, kept as phase i keeps it).
+  install_small || exit 1
   for m in eager default reduce-overhead; do
     CS=(); [ $m = eager ] || CS=(--compile $m --compile-scope cycle)
     timeout 170 python3 benchmarks/train_throughput.py --controllers tiny --digits 4 --batch-sizes 64 --steps 10 \
