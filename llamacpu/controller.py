@@ -379,6 +379,12 @@ class PlanHeads:
 class Controller(nn.Module):
     def __init__(self, backbone: nn.Module, tokenizer: PromptTokenizer, isa: ISA, config: ControllerConfig) -> None:
         super().__init__()
+        from transformers import DynamicCache
+
+        # The passes' key/value cache class, looked up once here: torch.compile of an execute cycle
+        # (compile_scope="cycle") traces next_pc, and dynamo in torch 2.11 cannot trace an import
+        # of transformers' lazy module inside it ("Bad import result", session 36 on the H100).
+        self._cache_class = DynamicCache
         self.backbone = backbone  # a LlamaModel (possibly with LoRA layers inside)
         self.tokenizer = tokenizer
         self.config = config
@@ -504,8 +510,6 @@ class Controller(nn.Module):
         what :meth:`encode_prompt` would compute, and the execute phase reuses them. ``windows``
         [B]: each problem's own window where a batch mixes sizes (shorter ones padded to W), so
         the end marker sits on each problem's own last page; default: every row's is W."""
-        from transformers import DynamicCache
-
         b, l = prompt.ids.shape
         device = prompt.ids.device
         mask = prompt.mask
@@ -517,7 +521,7 @@ class Controller(nn.Module):
             queries = queries + (page == last).unsqueeze(-1) * self.end_emb  # each problem's last page
         full_mask = torch.cat([mask, torch.ones(b, window, dtype=mask.dtype, device=device)], dim=1)
         positions = self.plan_positions(prompt, window)  # (B, L + W) or None
-        out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=DynamicCache(), attentions=attentions,
+        out = self._run(torch.cat([embeds, queries], dim=1), full_mask, past=self._cache_class(), attentions=attentions,
                         positions=positions, attn_mask=self.plan_attention_mask(prompt, window, positions))
         h = out.last_hidden_state[:, l:].float()  # (B, W, d)
         prompt_kv = _layer_kv(_output_cache(out), length=l)
@@ -530,9 +534,7 @@ class Controller(nn.Module):
 
     def encode_prompt(self, prompt: Prompt) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The prompt's keys and values per layer, computed once and reused by every cycle."""
-        from transformers import DynamicCache
-
-        out = self._run(self.prompt_embedding(prompt), prompt.mask, past=DynamicCache(),
+        out = self._run(self.prompt_embedding(prompt), prompt.mask, past=self._cache_class(),
                         positions=self.prompt_positions(prompt),
                         attn_mask=self.plan_attention_mask(prompt, 0, self.plan_positions(prompt, 0)))
         return _layer_kv(_output_cache(out))
@@ -545,8 +547,6 @@ class Controller(nn.Module):
         memory: [B, W, D] -> PC distribution [B, W] and the mix of addressing modes [B, M];
         shift: [B] the episode's tag offset (:attr:`Prompt.shift`).
         """
-        from transformers import DynamicCache
-
         b, w, _ = memory.shape
         slots = self.slot_encoder(memory) + self.address_embedding(w, memory.device, shift)  # (B, W, d)
         query = self.exec_query + self.slot_encoder(control.current)  # (B, d)
@@ -555,7 +555,7 @@ class Controller(nn.Module):
             if self.config.status_register:
                 query = query + self.flag_emb(control.flag)
         mask = torch.cat([prompt_mask, torch.ones(b, w + 1, dtype=prompt_mask.dtype, device=memory.device)], dim=1)
-        out = self._run(torch.cat([slots, query.unsqueeze(1)], dim=1), mask, past=DynamicCache(prompt_kv))
+        out = self._run(torch.cat([slots, query.unsqueeze(1)], dim=1), mask, past=self._cache_class(prompt_kv))
         h = out.last_hidden_state[:, -1].float()  # (B, d)
         if self.config.legacy_pc:
             pc, g = self.pc_head(h.unsqueeze(1), control.reg_ptr.unsqueeze(1), with_mix=True)  # (B, 1, W), (B, 1, 1)

@@ -7,13 +7,17 @@ compiles each execute cycle, forward and backward, into a few fused kernels.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
 from llamacpu import checkpoint as ckpt
-from llamacpu.machine import Teacher
+from llamacpu.controller import Controller
+from llamacpu.machine import Machine, Teacher
 from llamacpu.tasks.base import IGNORE
 
 
@@ -95,3 +99,15 @@ def test_a_compiled_cycle_traces_whole_and_trains_as_the_eager_one(tmp_path: Pat
     assert n >= 3  # every cycle of every step
     evaluate(trainer.machine, trainer.task, 2, 4, seed=0, diagnostics=False)
     assert len(calls) == n
+
+
+@pytest.mark.parametrize("fn", [Machine._cycle, Machine._control, Machine.attend, Controller.next_pc,
+                                Controller._run], ids=lambda f: f.__qualname__)
+def test_what_a_compiled_cycle_traces_imports_nothing(fn) -> None:
+    """An import inside a traced function stops dynamo where a module is lazy: torch 2.11 on the
+    H100 could not trace next_pc's `from transformers import DynamicCache` ("Bad import result",
+    session 36), though this machine's torch traces it. The cycle's functions take what they need
+    from their module's top or from the controller (``Controller._cache_class``)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    imports = [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert imports == []
