@@ -225,11 +225,20 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
     }
 
 
+def _reporting(fn, *args) -> Any:
+    """``fn(*args)``, its exception turned into one that pickles: torch.compile's errors carry
+    modules and frames, and the pool then reports only "cannot pickle 'module' object"."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001  (any failure of the measured step, named for the parent)
+        raise RuntimeError(f"{type(e).__name__}: {e}") from None
+
+
 def run_isolated(fn, *args) -> Any:
     """``fn(*args)`` in a fresh process (spawned, so nothing of this one's memory is shared)."""
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(_reporting, fn, *args).result()
 
 
 def _cpu_model() -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from llamacpu.controller import ControllerConfig, build_controller
@@ -12,6 +14,7 @@ from llamacpu.isa import ISA, SlotLayout
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from original_loop import slotwise_plan  # noqa: E402
+from train_throughput import _reporting  # noqa: E402
 
 
 def test_slotwise_plan_is_one_call_per_slot_with_the_plan_heads_shapes() -> None:
@@ -97,3 +100,20 @@ def test_step_profile_counts_backbone_passes_and_operator_calls() -> None:
     assert row["aten_calls_per_step"] > 1000 and row["kernel_launches_per_step"] == 0
     assert row["gpu_busy"] is None and row["top_self_cpu"][0]["calls_per_step"] > 0
     assert row["episodes_per_s"] == 2 / row["s_per_step"]
+
+
+def test_a_benchmark_worker_s_failure_comes_back_named_and_picklable() -> None:
+    """torch.compile's errors hold modules and frames: raised in the spawned worker as they are, the
+    pool reports only "cannot pickle 'module' object" (session 36 on the H100)."""
+    class Unpicklable(Exception):
+        def __init__(self) -> None:
+            super().__init__("Bad import result")
+            self.module = sys
+
+    def fails() -> None:
+        raise Unpicklable()
+
+    with pytest.raises(RuntimeError, match="^Unpicklable: Bad import result$") as info:
+        _reporting(fails)
+    assert isinstance(pickle.loads(pickle.dumps(info.value)), RuntimeError)
+    assert _reporting(lambda x: x + 1, 2) == 3
