@@ -196,19 +196,27 @@ class Machine(nn.Module):
         halted = torch.zeros(b, dtype=torch.bool, device=device)
         n_run = torch.full((b,), steps, dtype=torch.long, device=device) if lengths is None else lengths.to(device)
         live_at = (torch.arange(steps, device=device).unsqueeze(1) < n_run).float() if lengths is not None else None
-        last_op = torch.zeros(b, len(OPCODES), device=device)  # the opcode last run (the instruction register)
+        compiled = self._compiled_cycle is not None and torch.is_grad_enabled()
+        # The opcode last run (the instruction register). Compiled, every cycle's inputs must look
+        # alike to dynamo's guards, or each difference compiles the cycle again: the first cycle's
+        # register requires grad as later ones do (a leaf whose gradient nothing reads), and the
+        # teacher's rows and the live mask below are copies, not views of tensors whose sizes and
+        # storage offsets dynamo would tie to the batch's.
+        last_op = torch.zeros(b, len(OPCODES), device=device, requires_grad=compiled)
         use_pc, use_result = teacher.choices(steps, device) if teacher is not None else (None, None)
         pc_targets, result_targets = (teacher.pc.to(device), teacher.result.to(device)) if teacher is not None else (None, None)
         pcs, oeu_logits, halts, mixes = [], [], [], []
         rec: dict[str, list[torch.Tensor]] = {"ptr": [], "in": [], "gate": [], "mem": [memory]} if record else {}
-        cycle = self._compiled_cycle if self._compiled_cycle is not None and torch.is_grad_enabled() else self._cycle
+        cycle = self._compiled_cycle if compiled else self._cycle
         recompute = recompute and torch.is_grad_enabled()
 
         for t in range(steps):
             if live_at is not None:
-                alive = live_at[t]
+                alive = live_at[t].clone() if compiled else live_at[t]
             teach_pc = None if use_pc is None else (use_pc[t], pc_targets[:, t])
             teach_result = None if use_result is None else (use_result[t], result_targets[:, t])
+            if compiled:
+                teach_pc, teach_result = (None if x is None else tuple(v.clone() for v in x) for x in (teach_pc, teach_result))
             c = cycle(prompt, prompt_kv, memory, last_op, alive, new_slot_head, teach_pc, teach_result, hard, recompute)
             memory, last_op = c.memory, c.last_op
             pcs.append(c.pc)
@@ -325,5 +333,7 @@ def _hard(probs: torch.Tensor) -> torch.Tensor:
 def _substitute(chosen: torch.Tensor, use: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The one-hot target [B] replaces the machine's choice [B, X] where ``use`` [B] (the
     teacher's draw, :meth:`Teacher.choices`)."""
-    forced = F.one_hot(target.clamp(min=0), chosen.shape[-1]).to(chosen.dtype)
+    # A comparison with arange, not F.one_hot: one_hot's class count is a Python int, which makes a
+    # compiled cycle specialize on the window and compile again at every curriculum stage.
+    forced = (target.clamp(min=0).unsqueeze(-1) == torch.arange(chosen.shape[-1], device=chosen.device)).to(chosen.dtype)
     return torch.where(use.unsqueeze(-1), forced, chosen)

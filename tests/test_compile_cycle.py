@@ -111,3 +111,23 @@ def test_what_a_compiled_cycle_traces_imports_nothing(fn) -> None:
     tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     imports = [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
     assert imports == []
+
+
+@pytest.mark.slow
+def test_a_compiled_cycle_compiles_once_for_every_stage(tmp_path: Path) -> None:
+    """One graph for the whole curriculum: the window (it grows with every stage), the first cycle
+    and the teacher's per-cycle rows each made dynamo compile the cycle again (session 36: three
+    graphs a stage, then `recompile_limit`'s hard failure under fullgraph at stage 3). With the
+    limit at 1, any recompilation fails the step."""
+    from machine_fixtures import make_trainer, small_run_config, small_train_config
+
+    trainer = make_trainer(tmp_path / "run", small_run_config(train=small_train_config(max_digits=3, batch_size=6)))
+    trainer.machine.compile_cycle(backend="aot_eager")
+    assert trainer.config.tf_start > 0  # the teacher's rows go into every cycle
+    windows = []
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for stage in (1, 2, 3, 1):
+            trainer.stage = stage
+            windows.append(trainer.task.slots_needed(trainer.stage_size))
+            assert torch.isfinite(torch.tensor(trainer.train_step()["loss_total"]))
+    assert len(set(windows)) == 3
