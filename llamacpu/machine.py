@@ -208,15 +208,14 @@ class Machine(nn.Module):
         pcs, oeu_logits, halts, mixes = [], [], [], []
         rec: dict[str, list[torch.Tensor]] = {"ptr": [], "in": [], "gate": [], "mem": [memory]} if record else {}
         cycle = self._compiled_cycle if compiled else self._cycle
+        row = (lambda x, t: x[t].clone()) if compiled else (lambda x, t: x[t])  # cycle t's row of a [T, B] tensor
         recompute = recompute and torch.is_grad_enabled()
 
         for t in range(steps):
             if live_at is not None:
-                alive = live_at[t].clone() if compiled else live_at[t]
-            teach_pc = None if use_pc is None else (use_pc[t], pc_targets[:, t])
-            teach_result = None if use_result is None else (use_result[t], result_targets[:, t])
-            if compiled:
-                teach_pc, teach_result = (None if x is None else tuple(v.clone() for v in x) for x in (teach_pc, teach_result))
+                alive = row(live_at, t)
+            teach_pc = None if use_pc is None else (row(use_pc, t), row(pc_targets.T, t))
+            teach_result = None if use_result is None else (row(use_result, t), row(result_targets.T, t))
             c = cycle(prompt, prompt_kv, memory, last_op, alive, new_slot_head, teach_pc, teach_result, hard, recompute)
             memory, last_op = c.memory, c.last_op
             pcs.append(c.pc)
