@@ -289,6 +289,12 @@ x)  # session 33's last call: stop the trainings (each checkpoints), then (issue
     for r in "$W"/smollm2-* "$W"/smol4bit-*; do
       [ -d "$r" ] || continue
       n=$(basename "$r"); d=1,2,3,4; case $n in smol4bit-*) d=1 ;; esac
+      if [ "$n" = smollm2-phr ]; then  # session 37: the phrasings run on both sets (issue 13 item 2)
+        for P in trained held-out; do
+          bg "eval-$n-$P" bash -c "timeout $E ${LLAMACPU[*]} eval --run $r --digits 1,2 --phrasings $P --trials 200 --device cuda --json > $W/$n-eval-$P.json"
+        done
+        continue
+      fi
       bg "eval-$n" bash -c "timeout $E ${LLAMACPU[*]} eval --run $r --digits $d --trials 200 --device cuda --json > $W/$n-eval.json"
     done
     while pgrep -f 'llamacpu[.]cli eval' > /dev/null && [ "$(left)" -gt 60 ]; do sleep 5; done
