@@ -172,9 +172,11 @@ q)  # session 35 (issue 13 item 3), a call of its own (.gpu1 only): tiny's train
   install_small || exit 1
   # Session 36: on an H200 the cycle's first compiled step (default) had not ended 140 s after
   # loading, so default gets up to 300 s, and reduce-overhead runs only where 250 s remain after it.
-  for m in eager default reduce-overhead; do
+  # Session 37: MODES (default "eager cudagraphs"): the cudagraphs backend generates no kernels,
+  # so it compiles in a trace's time; inductor's modes (default, reduce-overhead) on request.
+  for m in ${MODES:-eager cudagraphs}; do
     CS=(); [ $m = eager ] || CS=(--compile $m --compile-scope cycle)
-    T=60; [ $m = default ] && T=300; [ $m = reduce-overhead ] && T=$(( $(left) - 150 ))
+    T=60; [ $m = cudagraphs ] && T=150; [ $m = default ] && T=300; [ $m = reduce-overhead ] && T=$(( $(left) - 150 ))
     [ "$T" -ge 100 ] || { echo "$m: skipped, $(left) s left"; continue; }
     timeout $T python3 benchmarks/train_throughput.py --controllers tiny --digits 4 --batch-sizes 64 --steps 10 \
       --warmup 3 --device cuda --no-flops "${CS[@]}" --json "$OUT/tiny_b64_d4_cycle_$m.json" > "$OUT/tiny_cycle_$m.log" 2>&1

@@ -124,7 +124,7 @@ class Machine(nn.Module):
         self.register_buffer("keys", isa.keys.clone(), persistent=False)  # [N, A]
         self._compiled_cycle: Callable[..., Cycle] | None = None  # compile_cycle's, used with gradients on
 
-    def compile_cycle(self, mode: str = "default", backend: str = "inductor") -> None:
+    def compile_cycle(self, mode: str | None = None, backend: str = "inductor") -> None:
         """``torch.compile`` one execute cycle whole (the control unit's backbone pass, fetch, reads,
         OEU, write), with dynamic shapes: the training step runs it once per cycle, forward and
         backward each a few fused kernels instead of hundreds of operator calls, the host's cost

@@ -41,7 +41,16 @@ LOSS_NAMES = ("type", "pointer", "content", "pc", "oeu", "halt", "answer", "tabl
 SPIKE_WINDOW, SPIKE_MIN = 50, 10  # spike_skip's median: over the last 50 steps' norms, once there are 10
 REPLAY_BY = ("uniform", "errors")
 REPLAY_PER = ("batch", "problem")
-COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")  # torch.compile's modes ("": eager)
+# torch.compile's modes ("": eager), and "cudagraphs": its backend of that name (AOTAutograd's forward
+# and backward graphs replayed as CUDA graphs, no kernels generated), which compiles in the time a
+# trace takes where inductor's kernels take minutes (docs/experiments.md, "Session 37").
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "cudagraphs")  # a step's outputs live in graphs' memory (see train_step)
+
+
+def compile_options(mode: str) -> dict[str, str]:
+    """torch.compile's keyword for a mode of COMPILE_MODES."""
+    return {"backend": "cudagraphs"} if mode == "cudagraphs" else {"mode": mode}
 COMPILE_SCOPES = ("layers", "cycle")  # what compile= compiles: each decoder layer, or each execute cycle whole
 REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
 
@@ -170,7 +179,7 @@ def compile_backbone(machine: Machine, mode: str) -> None:
         return
     backbone = machine.controller.backbone
     for layer in decoder_layers(backbone) or [backbone]:
-        layer.compile(mode=mode, dynamic=True)
+        layer.compile(**compile_options(mode), dynamic=True)
 
 
 def freeze_parameters(machine: Machine, what: str) -> list[str]:
@@ -346,7 +355,7 @@ class Trainer:
             if run_config.controller.load_in_4bit:  # bitsandbytes' layers break the graph that must be whole
                 raise ckpt.RunError("compile_scope='cycle' needs a controller torch.compile can trace whole; "
                                     "a 4-bit one is not (use compile_scope='layers')")
-            machine.compile_cycle(config.compile)
+            machine.compile_cycle(**compile_options(config.compile))
         else:
             compile_backbone(machine, config.compile)
         params = parameter_groups(machine, config, run_config.oeu.lr_scale)
@@ -482,6 +491,8 @@ class Trainer:
     # ---- loop ----
     def train_step(self) -> dict[str, float]:
         self.machine.train()
+        if self.config.compile in CUDA_GRAPH_MODES:  # a new step: the last one's graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         batch = self.sample_batch()
         losses = self.losses(batch)
         total = sum(self.config.weights.get(k, 1.0) * v for k, v in losses.items())
