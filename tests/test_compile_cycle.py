@@ -101,6 +101,27 @@ def test_a_compiled_cycle_traces_whole_and_trains_as_the_eager_one(tmp_path: Pat
     assert len(calls) == n
 
 
+@pytest.mark.slow
+def test_compile_cudagraphs_trains_as_eager_and_marks_every_step(tmp_path: Path, monkeypatch) -> None:
+    """``compile="cudagraphs"`` (torch.compile's backend of that name: AOTAutograd's graphs replayed
+    as CUDA graphs, no kernels generated) through the run's config: the same losses as eager, and
+    every step marked as a new one, so that the graphs may reuse the last step's memory. On a CPU
+    the backend runs its graphs without CUDA graphs, which is what this checks."""
+    from machine_fixtures import make_trainer, small_run_config, small_train_config
+
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    runs = {}
+    for mode in ("", "cudagraphs"):
+        train = small_train_config(max_digits=2, batch_size=6, compile=mode, compile_scope="cycle")
+        trainer = make_trainer(tmp_path / (mode or "eager"), small_run_config(train=train))
+        trainer.stage = 2
+        runs[mode] = [trainer.train_step()["loss_total"] for _ in range(3)]
+        assert len(marks) == (3 if mode else 0)
+    assert trainer.machine._compiled_cycle is not None
+    assert runs["cudagraphs"] == pytest.approx(runs[""], rel=1e-5)
+
+
 @pytest.mark.parametrize("fn", [Machine._cycle, Machine._control, Machine.attend, Controller.next_pc,
                                 Controller._run], ids=lambda f: f.__qualname__)
 def test_what_a_compiled_cycle_traces_imports_nothing(fn) -> None:
