@@ -22,7 +22,7 @@ under ``no_grad``: the caller decides.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -124,14 +124,25 @@ class Machine(nn.Module):
         self.register_buffer("keys", isa.keys.clone(), persistent=False)  # [N, A]
         self._compiled_cycle: Callable[..., Cycle] | None = None  # compile_cycle's, used with gradients on
 
-    def compile_cycle(self, mode: str | None = None, backend: str = "inductor") -> None:
+    def compile_cycle(self, mode: str | None = None, backend: str | Callable[..., Any] = "inductor") -> None:
         """``torch.compile`` one execute cycle whole (the control unit's backbone pass, fetch, reads,
         OEU, write), with dynamic shapes: the training step runs it once per cycle, forward and
         backward each a few fused kernels instead of hundreds of operator calls, the host's cost
         when a small controller trains on a GPU (docs/experiments.md, "Session 35"). Only cycles
         run with gradients on use it; evaluation stays eager. Parameters are not touched, so
-        checkpoints are the same."""
-        self._compiled_cycle = torch.compile(self._cycle, mode=mode, backend=backend, dynamic=True, fullgraph=True)
+        checkpoints are the same.
+
+        Python floats (the read sharpness, RMSNorm's epsilon, attention's scale) stay constants:
+        with dynamic shapes dynamo would otherwise pass each as a 0-d float64 tensor on the CPU,
+        and a graph with a CPU input is never captured as a CUDA graph (session 37: the
+        ``cudagraphs`` backend skipped every graph for ``primals_4``, the read sharpness)."""
+        compiled = torch.compile(self._cycle, mode=mode, backend=backend, dynamic=True, fullgraph=True)
+
+        def cycle(*args: Any) -> Cycle:
+            with torch._dynamo.config.patch(specialize_float=True):
+                return compiled(*args)
+
+        self._compiled_cycle = cycle
 
     # ---- plan ----
     def plan(self, prompt: Prompt, window: int, record: bool = False, windows: torch.Tensor | None = None) -> Plan:
