@@ -26,6 +26,7 @@
 #                                              # with its latest ckpt-*/model.safetensors (25 MB; a call of its own);
 #                                              # again with .gpux: the weights of phase b's run without the marker
 #                                              # again with .gpu8: the 4-bit run's weights (phase b goes on from them)
+#                                              # again with .gpu9: the phrasings run's weights (phase b's PHR=1 run)
 #   bash benchmarks/gpu_session.sh p SECONDS   # session 31: .gpu1 + .gpu4 (search weights): the search runs
 #                                              # with the guard, then the step profile
 #   bash benchmarks/gpu_session.sh n SECONDS   # session 32: .gpu1, .gpu4 and .gpu5 (search weights): both continued
@@ -224,7 +225,9 @@ w)  # .gpuw: the run to start from (phase b's end-marker run, and the other wher
   if [ -d .gpuw ]; then rm -rf "$KEEP/smollm2-init"; cp -r .gpuw "$KEEP/smollm2-init" && ls -la "$KEEP"/smollm2-init/*; fi
   if [ -d .gpux ]; then rm -rf "$KEEP/smollm2-init-noem"; cp -r .gpux "$KEEP/smollm2-init-noem" && ls -la "$KEEP"/smollm2-init-noem/*; fi
   # .gpu8 (session 36 on; a call of its own): the 4-bit run's weights, for phase b's 4-bit run to go on from
-  if [ -d .gpu8 ]; then rm -rf "$KEEP/smol4bit-init"; cp -r .gpu8 "$KEEP/smol4bit-init" && ls -la "$KEEP"/smol4bit-init/*; fi ;;
+  if [ -d .gpu8 ]; then rm -rf "$KEEP/smol4bit-init"; cp -r .gpu8 "$KEEP/smol4bit-init" && ls -la "$KEEP"/smol4bit-init/*; fi
+  # .gpu9 (session 37 on; a call of its own): the phrasings run's weights (phase b's PHR=1 run goes on from them)
+  if [ -d .gpu9 ]; then rm -rf "$KEEP/smollm2-phr-init"; cp -r .gpu9 "$KEEP/smollm2-phr-init" && ls -la "$KEEP"/smollm2-phr-init/*; fi ;;
 p)  # session 31. Issue 14 item 2: search with the forgetting guard, from scratch on seed 2 (which
   # lost sizes 3 and 4 at step 875 in session 29), and session 28's step-1199 weights (.gpu4: 100 % at 1-6 and 8, 75.5 % at 7) continued with
   # it. Issue 13 item 3: where SmolLM2's step goes (a random Llama of its shape).
@@ -270,9 +273,11 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
   # Issue 13 item 2 with PHR=1: SmolLM2 on the trained phrasings with the BOS token (session 26's
   # run lacked it: stage 1 not passed by step 573), from the general CPU's OEU as then; its weights
   # come back with the others and are evaluated on both phrasing sets (phase 4, or on the CPU).
+  # Session 37 ran it (113 steps, 7 % at 1 digit); its weights come back as .gpu9 (phase w).
   if [ "${PHR:-0}" = 1 ]; then
+    PHR_INIT=llamacpu/runs/general-cpu; [ -d "$KEEP/smollm2-phr-init" ] && PHR_INIT="$KEEP/smollm2-phr-init"
     train smollm2-phr --cpu smollm2 --phrasings trained --max-digits 2 --checkpoint-every 50 --batch-size 64 \
-      --set init_from=llamacpu/runs/general-cpu --set recompute=true
+      --set init_from="$PHR_INIT" --set recompute=true
   fi
   # Issue 13 item 4 where bitsandbytes' pieces came (phase s with .gpu3 and .gpu7): the original
   # recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW) at 1 digit with the BOS token, which every
