@@ -80,11 +80,13 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
   ls -la "$OUT"
 }
 pack_weights() {  # the small files and every run's last model.safetensors (smallest first, so the tiny
-  # runs'), in 15 MiB pieces under $KEEP/out: at most 64 MiB come back a call, so four pieces a call
+  # runs'), in 15 MiB pieces under $KEEP/out: at most 64 MiB come back a call, so four pieces a call.
+  # Last, SmolLM2's stage-start snapshot (the weights its current stage began from, every earlier
+  # size passed: session 37's step 25 held 1-3 digits at 100 % and did not come back).
   mkdir -p "$KEEP/out"
   (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
      $(for l in */latest; do f="${l%/latest}/$(cat "$l")/model.safetensors"; [ -f "$f" ] && stat -c '%s %n' "$f"; done \
-         | sort -n | cut -d' ' -f2) ) \
+         | sort -n | cut -d' ' -f2) $(ls smollm2-noem/stage-start/model.safetensors 2> /dev/null) ) \
     | split -b 15M - "$KEEP/out/weights.tar."
 }
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
@@ -178,7 +180,7 @@ q)  # session 35 (issue 13 item 3), a call of its own (.gpu1 only): tiny's train
   for m in ${MODES:-eager cudagraphs}; do
     CS=(); [ $m = eager ] || CS=(--compile $m --compile-scope cycle)
     T=60; [ $m = cudagraphs ] && T=150; [ $m = default ] && T=300; [ $m = reduce-overhead ] && T=$(( $(left) - 150 ))
-    [ "$T" -ge 100 ] || { echo "$m: skipped, $(left) s left"; continue; }
+    [ "$T" -ge 60 ] || { echo "$m: skipped, $(left) s left"; continue; }  # (session 37: ">= 100" skipped eager's 60)
     timeout $T python3 benchmarks/train_throughput.py --controllers tiny --digits 4 --batch-sizes 64 --steps 10 \
       --warmup 3 --device cuda --no-flops "${CS[@]}" --json "$OUT/tiny_b64_d4_cycle_$m.json" > "$OUT/tiny_cycle_$m.log" 2>&1
     echo "$m: rc $? ($T s at most)"; grep -E "s/step|Error|error" "$OUT/tiny_cycle_$m.log" | tail -3
