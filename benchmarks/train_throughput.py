@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -164,8 +165,9 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
     torch.set_num_threads(threads)
     cc, train = bench_configs(controller, folder_4bit, compute, autocast)
     # Every batch of the stage size (no replay): the row's digit count is the batch's.
-    train.batch_size, train.max_digits, train.replay, train.device = batch, digits, 0.0, device
-    train.task, train.recompute, train.compile, train.compile_scope = task, recompute, compile_mode, compile_scope
+    # replace, not assignment: TrainConfig checks the combination (compile and its scope, recompute)
+    train = dataclasses.replace(train, batch_size=batch, max_digits=digits, replay=0.0, device=device, task=task,
+                                recompute=recompute, compile=compile_mode, compile_scope=compile_scope)
     config = ckpt.RunConfig(controller=cc, train=config_dict(train))
     torch.manual_seed(train.seed)
     t0 = time.perf_counter()
@@ -342,6 +344,13 @@ def main() -> None:
     if any(v < 1 for v in steps.values()) or any(v < 1 for v in batch.values()):
         raise SystemExit("--steps and --batch-sizes must be at least 1")
     threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
+    from llamacpu.checkpoint import RunError
+    from llamacpu.train import TrainConfig
+
+    try:  # the combination TrainConfig refuses, refused here in one line, before any worker starts
+        TrainConfig(recompute=args.recompute, compile=args.compile, compile_scope=args.compile_scope)
+    except RunError as e:
+        raise SystemExit(str(e)) from None
     if args.device.startswith("cuda"):
         import torch
 

@@ -131,6 +131,9 @@ class TrainConfig:
             raise ckpt.RunError("compile_scope='cycle' does not recompute: the transformers backbone's context "
                                 "variables cannot be replayed in a compiled cycle's backward (drop recompute, or use "
                                 "compile_scope='layers')")
+        if self.compile == "cudagraphs" and self.compile_scope != "cycle":
+            raise ckpt.RunError("compile='cudagraphs' needs compile_scope='cycle': a compiled layer takes Python floats "
+                                "as CPU tensors, and a graph with a CPU input is never captured as a CUDA graph")
         if not 0.0 < self.stage_lr_decay <= 1.0:
             raise ckpt.RunError(f"stage_lr_decay={self.stage_lr_decay!r} is not in (0, 1]")
         if not isinstance(self.start_stage, int) or isinstance(self.start_stage, bool) \

@@ -117,3 +117,16 @@ def test_a_benchmark_worker_s_failure_comes_back_named_and_picklable() -> None:
         _reporting(fails)
     assert isinstance(pickle.loads(pickle.dumps(info.value)), RuntimeError)
     assert _reporting(lambda x: x + 1, 2) == 3
+
+
+def test_the_step_benchmark_refuses_what_a_run_refuses_in_one_line() -> None:
+    """A compile mode and scope that ``TrainConfig`` refuses end the benchmark before any worker
+    starts: one line, a non-zero exit, no traceback."""
+    import subprocess
+
+    script = Path(__file__).parents[1] / "benchmarks" / "train_throughput.py"
+    proc = subprocess.run([sys.executable, str(script), "--controllers", "tiny", "--device", "cpu", "--no-flops",
+                           "--compile", "cudagraphs"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == ("compile='cudagraphs' needs compile_scope='cycle': a compiled layer takes Python "
+                                   "floats as CPU tensors, and a graph with a CPU input is never captured as a CUDA graph")

@@ -58,6 +58,8 @@ def test_a_refused_compile_scope_names_the_scopes() -> None:
     with pytest.raises(ckpt.RunError, match="compile_scope='cycle' does not recompute"):
         small_train_config(compile="default", compile_scope="cycle", recompute=True)
     small_train_config(compile="", compile_scope="cycle", recompute=True)  # nothing compiled: recompute as asked
+    with pytest.raises(ckpt.RunError, match="compile='cudagraphs' needs compile_scope='cycle'"):
+        small_train_config(compile="cudagraphs")
 
 
 def test_compile_scope_cycle_compiles_the_cycle_and_leaves_the_layers(tmp_path: Path) -> None:
