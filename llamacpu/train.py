@@ -46,15 +46,13 @@ REPLAY_PER = ("batch", "problem")
 # trace takes where inductor's kernels take minutes (docs/experiments.md, "Session 37").
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "cudagraphs")  # a step's outputs live in graphs' memory (see train_step)
+COMPILE_SCOPES = ("layers", "cycle")  # what compile= compiles: each decoder layer, or each execute cycle whole
+REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
 
 
 def compile_options(mode: str) -> dict[str, str]:
     """torch.compile's keyword for a mode of COMPILE_MODES."""
     return {"backend": "cudagraphs"} if mode == "cudagraphs" else {"mode": mode}
-
-
-COMPILE_SCOPES = ("layers", "cycle")  # what compile= compiles: each decoder layer, or each execute cycle whole
-REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
 
 
 @dataclass
