@@ -81,12 +81,13 @@ collect() {  # logs, metrics and JSON of every run (no checkpoints) into $OUT/re
 }
 pack_weights() {  # the small files and every run's last model.safetensors (smallest first, so the tiny
   # runs'), in 15 MiB pieces under $KEEP/out: at most 64 MiB come back a call, so four pieces a call.
-  # Last, SmolLM2's stage-start snapshot (the weights its current stage began from, every earlier
-  # size passed: session 37's step 25 held 1-3 digits at 100 % and did not come back).
+  # Last, the stage-start snapshot of every run with the forgetting guard (the weights its current
+  # stage began from, every earlier size passed: SmolLM2's step 25 in session 37 held 1-3 digits at
+  # 100 % and did not come back).
   mkdir -p "$KEEP/out"
   (cd "$W" && tar cf - */config.json */latest */metrics.jsonl \
      $(for l in */latest; do f="${l%/latest}/$(cat "$l")/model.safetensors"; [ -f "$f" ] && stat -c '%s %n' "$f"; done \
-         | sort -n | cut -d' ' -f2) $(ls smollm2-noem/stage-start/model.safetensors 2> /dev/null) ) \
+         | sort -n | cut -d' ' -f2) $(ls */stage-start/model.safetensors 2> /dev/null) ) \
     | split -b 15M - "$KEEP/out/weights.tar."
 }
 give_pieces() { for f in $(ls "$KEEP/out" | head -4); do mv "$KEEP/out/$f" "$OUT/"; done; ls -la "$OUT"; }  # 4 x 15 MiB: under the 64 MiB a call returns
