@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from llamacpu import checkpoint as ckpt
 from llamacpu.controller import Prompt
+from llamacpu.cuda_graphs import cudagraphs_per_shape
 from llamacpu.distributed import Shard, World, take_rows
 from llamacpu.evaluate import SizeResult, draw_held_out, evaluate
 from llamacpu.machine import Machine, Teacher
@@ -50,9 +51,11 @@ COMPILE_SCOPES = ("layers", "cycle")  # what compile= compiles: each decoder lay
 REPLAY_FLOOR = 0.05  # "errors": a size the last check found perfect keeps this weight (others: floor + error)
 
 
-def compile_options(mode: str) -> dict[str, str]:
-    """torch.compile's keyword for a mode of COMPILE_MODES."""
-    return {"backend": "cudagraphs"} if mode == "cudagraphs" else {"mode": mode}
+def compile_options(mode: str) -> dict[str, Any]:
+    """torch.compile's keyword for a mode of COMPILE_MODES; "cudagraphs" is torch's backend of
+    that name keyed on every input's shape (llamacpu/cuda_graphs.py: torch's own replayed the
+    first stage's graph for the second stage's longer prompts and failed, session 38)."""
+    return {"backend": cudagraphs_per_shape} if mode == "cudagraphs" else {"mode": mode}
 
 
 @dataclass

@@ -174,3 +174,84 @@ def test_a_compiled_cycle_compiles_once_for_every_stage(tmp_path: Path) -> None:
             windows.append(trainer.task.slots_needed(trainer.stage_size))
             assert torch.isfinite(torch.tensor(trainer.train_step()["loss_total"]))
     assert len(set(windows)) == 3
+
+
+def test_per_shape_builds_one_function_a_shape_and_keys_before_the_call() -> None:
+    from llamacpu.cuda_graphs import PerShape, shape_key
+
+    built: list[tuple] = []
+
+    def make(inputs: list) -> object:
+        key = shape_key(inputs)
+        built.append(key)
+
+        def run(args: list) -> list:
+            assert shape_key(args) == key  # a recorded graph takes only its own shapes
+            out = [args[0] + 1]
+            args.clear()  # as CUDA graph trees free the inputs they copied
+            return out
+
+        return run
+
+    fn = PerShape(make)
+    for n in (3, 3, 5, 3, 5, 7):
+        out = fn([torch.zeros(2, n), torch.ones(n)])
+        assert out[0].shape == (2, n) and torch.equal(out[0], torch.ones(2, n))
+    assert built == [((2, 3), (3,)), ((2, 5), (5,)), ((2, 7), (7,))]
+    fn([torch.zeros(2, 3), 4])
+    fn([torch.zeros(2, 3), 5])
+    assert built[3:] == [((2, 3), 4), ((2, 3), 5)]  # an integer input (a symbolic size) is part of the key
+
+
+@pytest.mark.slow
+def test_cudagraphs_records_a_graph_for_every_stage_shape_from_one_trace(tmp_path: Path, monkeypatch) -> None:
+    """Each stage's window and prompt are longer, and one trace (dynamic shapes) serves them all; a
+    CUDA graph, though, replays only the shapes it was recorded with (session 38 on the H100: torch's
+    backend replayed stage 1's graph for stage 2's prompts and failed). CUDA graph trees are stood in
+    for by a recorder that refuses other shapes, and the backend's device checks are told the graph
+    is on a GPU: one recording a shape, forward and backward, the losses as eager's, one trace."""
+    from torch._dynamo.backends import cudagraphs as stock
+    from torch._inductor import cudagraph_trees
+
+    from machine_fixtures import make_trainer, small_run_config, small_train_config
+
+    recorded: list[tuple[bool, tuple]] = []
+
+    def record(model, inputs, static_input_idxs, *, is_backward: bool, **_: object):
+        key = tuple(tuple(x.shape) if isinstance(x, torch.Tensor) else x for x in inputs)
+        recorded.append((is_backward, key))
+
+        def replay(args: list) -> object:
+            got = tuple(tuple(x.shape) if isinstance(x, torch.Tensor) else x for x in args)
+            assert got == key, "a graph replayed for other shapes"
+            return model(args)
+
+        return replay
+
+    monkeypatch.setattr(cudagraph_trees, "cudagraphify_impl", record)
+    monkeypatch.setattr(stock, "check_for_skip", lambda *_: None)
+    monkeypatch.setattr(stock, "get_device_index", lambda *_: 0)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
+    torch._dynamo.reset()  # no cycle compiled by an earlier test (on the CPU: no CUDA graphs) is reused
+    traces = []
+    losses = {}
+    for mode in ("", "cudagraphs"):
+        train = small_train_config(max_digits=3, batch_size=6, compile=mode, compile_scope="cycle")
+        trainer = make_trainer(tmp_path / (mode or "eager"), small_run_config(train=train))
+        if mode:
+            compiled = trainer.machine._compiled_cycle
+            counter = torch._dynamo.utils.counters
+            counter.clear()
+        losses[mode] = []
+        for stage in (1, 2, 3, 1):
+            trainer.stage = stage
+            losses[mode] += [trainer.train_step()["loss_total"] for _ in range(2)]
+        if mode:
+            traces.append(counter["stats"]["unique_graphs"])
+    assert compiled is not None
+    assert losses["cudagraphs"] == pytest.approx(losses[""], rel=1e-5)
+    forward = {k for b, k in recorded if not b}
+    backward = {k for b, k in recorded if b}
+    assert len(forward) == len(recorded) - len(backward)  # a shape is recorded once
+    assert len(forward) >= 3 and len(backward) >= 3  # every stage's shape its own graph, stage 1's replayed
+    assert traces == [1]
