@@ -13,7 +13,7 @@
 #   bash benchmarks/gpu_session.sh 1 SECONDS   # .gpu1 (+ .gpu0): small wheels (+ SmolLM2 piece 0); starts the tiny task runs
 #   bash benchmarks/gpu_session.sh i 1         # .gpu1 + .gpu0 as phase 1, nothing started (then s for .gpus and .gpu6, then t)
 #   bash benchmarks/gpu_session.sh j 1         # as i, and two tiny 1-4 digit runs at batch 64: one size a batch, and replay_per=problem
-#   bash benchmarks/gpu_session.sh k 560       # .gpu1: the tiny 1-4 digit curriculum with replay_per=problem alone, timed (BATCH, default 64;
+#   bash benchmarks/gpu_session.sh k 560       # .gpu1 (+ .gpu0): the tiny 1-4 digit curriculum with replay_per=problem alone, timed (BATCH, default 64;
 #                                              # COMPILE=MODE: each execute cycle compiled whole, compile_scope=cycle;
 #                                              # EXTRA="--lr 2e-3": more options, word by word)
 #   bash benchmarks/gpu_session.sh q 560       # .gpu1: tiny's step (batch 64, 4 digits) eager and with each execute cycle
@@ -157,8 +157,8 @@ j)  # as i, and (issue 13 item 3) two tiny 1-4 digit curricula from scratch that
 k)  # session 34 (issue 13 item 3), a call of its own (.gpu1 only): the tiny preset's 1-4 digit
   # curriculum with every problem its own size (replay_per=problem: 650 steps on the CPU against
   # 1175 one size a batch), alone on the GPU, in the foreground: its wall time to the 4-digit stage
-  install .gpu1/*.whl || exit 1
-  nvidia-smi -L
+  # Session 38: .gpu0 may come with it (SmolLM2's first piece, kept for phase b as phase q keeps it).
+  install_small || exit 1
   # The run and its log under $OUT: a call cut short by the device's budget still returns them.
   R="$OUT/tiny-problem-b${BATCH:-64}"
   T0=$(date +%s)
