@@ -64,16 +64,14 @@ def cudagraphs_per_shape(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]
     graphed = {"forward": True}  # a forward that runs without CUDA graphs leaves its backward without
     device: list[int] = [0]
 
-    def per_shape(aot_model: torch.fx.GraphModule, aot_inputs: list[Any], fixed: int, is_backward: bool,
-                  is_inference: bool = False) -> PerShape:
+    def per_shape(aot_model: torch.fx.GraphModule, aot_inputs: list[Any], fixed: int, index: int,
+                  is_backward: bool, is_inference: bool = False) -> PerShape:
         interp = boxed_nop(aot_model, aot_inputs)
-        index = get_device_index(aot_model)
-        if not is_backward:
-            device[0] = index
-        return PerShape(lambda inputs: cudagraph_trees.cudagraphify_impl(
-            interp, inputs, range(fixed), device_index=index, is_backward=is_backward, is_inference=is_inference,
-            stack_traces=get_stack_traces(aot_model), placeholders=get_placeholder_info(aot_model.graph),
-            mutated_input_idxs=find_input_mutations(aot_model.graph)))
+        # What cudagraphify_impl is told of the graph: the same for every shape, so worked out once.
+        about = dict(device_index=index, is_backward=is_backward, is_inference=is_inference,
+                     stack_traces=get_stack_traces(aot_model), placeholders=get_placeholder_info(aot_model.graph),
+                     mutated_input_idxs=find_input_mutations(aot_model.graph))
+        return PerShape(lambda inputs: cudagraph_trees.cudagraphify_impl(interp, inputs, range(fixed), **about))
 
     def forward(aot_model: torch.fx.GraphModule, aot_inputs: list[Any], is_inference: bool = False) -> Any:
         fixed = num_fw_fixed_arguments(len(example_inputs), len(aot_inputs))  # parameters: static addresses
@@ -81,7 +79,8 @@ def cudagraphs_per_shape(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]
             graphed["forward"] = False
             log_cudagraph_skip_and_bump_counter(f"skipping cudagraphs due to {skip}")
             return boxed_nop(aot_model, aot_inputs)
-        return per_shape(aot_model, aot_inputs, fixed, is_backward=False, is_inference=is_inference)
+        device[0] = get_device_index(aot_model)
+        return per_shape(aot_model, aot_inputs, fixed, device[0], is_backward=False, is_inference=is_inference)
 
     def backward(aot_model: torch.fx.GraphModule, aot_inputs: list[Any]) -> Any:
         if not graphed["forward"]:
@@ -97,7 +96,7 @@ def cudagraphs_per_shape(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]
 
             run_eager._boxed_call = True  # type: ignore[attr-defined]
             return run_eager
-        return per_shape(aot_model, aot_inputs, fixed, is_backward=True)
+        return per_shape(aot_model, aot_inputs, fixed, get_device_index(aot_model), is_backward=True)
 
     return aot_autograd(fw_compiler=forward, bw_compiler=backward,
                         inference_compiler=functools.partial(forward, is_inference=True),
