@@ -4,9 +4,10 @@
         --command NAME='llamacpu train ...' --status NAME='CUDA out of memory' RUN_DIR ... > record.json
 
 For each run folder (its ``config.json`` and ``metrics.jsonl``): the task, the curriculum's size,
-the last step logged, every stage end, every rewind of the forgetting guard, the last competence
-check of every size (the check that tells whether earlier sizes were kept) and the episodes per
-second of the last ten logged steps.
+the last step logged, every stage end (with ``wall_s``, the seconds from the run's start, where
+the run logged them), every rewind of the forgetting guard, the last competence check of every
+size (the check that tells whether earlier sizes were kept) and the episodes per second of the
+last ten logged steps.
 A run's log (``RUN_DIR.log`` beside the folder) names an out-of-memory death or a stop by signal
 when ``--status`` does not.
 """
@@ -53,7 +54,7 @@ def record(run: Path) -> dict[str, Any]:
         "steps": train[-1]["step"] if train else 0,
         "episodes_per_s_last10": round(sum(e["episodes_per_s"] for e in tail) / len(tail), 1) if tail else None,
         "status": _status(run),
-        "stage_ends": [{k: e[k] for k in ("stage", "at_step", "passed", "accuracy")}
+        "stage_ends": [{k: e[k] for k in ("stage", "at_step", "passed", "accuracy", "wall_s") if k in e}
                        for e in events if e["event"] == "stage_end"],
         "rewinds": [{k: e[k] for k in ("step", "stage", "fallen", "to_step", "lr") if k in e}
                     for e in events if e["event"] == "rewind"],

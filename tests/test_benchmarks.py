@@ -77,13 +77,16 @@ def test_run_records_reads_stage_ends_last_checks_and_how_a_run_ended(tmp_path: 
                {"event": "stage_end", "stage": 1, "at_step": 20, "passed": True, "accuracy": 1.0, "steps": 20},
                {"event": "rewind", "step": 30, "stage": 2, "fallen": [1], "rewinds": 1, "to_step": 20, "lr": 1e-4},
                {"event": "check", "step": 40, "digits": 1, "accuracy": 0.5, "trials": 2, "plan_exact": 0.0},
-               {"event": "check", "step": 40, "digits": 2, "accuracy": 0.25, "trials": 20}]
+               {"event": "check", "step": 40, "digits": 2, "accuracy": 0.25, "trials": 20},
+               {"event": "stage_end", "stage": 2, "at_step": 40, "passed": False, "accuracy": 0.25, "steps": 20,
+                "wall_s": 12.5}]  # runs before session 39 logged no wall_s
     (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     (tmp_path / "sort-tf.log").write_text("...\ntorch.OutOfMemoryError: CUDA out of memory.\n")
     out = record(run)
     assert (out["task"], out["max_digits"], out["batch_size"], out["steps"]) == ("sort", 5, 64, 20)
     assert out["episodes_per_s_last10"] == 65.0 and out["status"] == "CUDA out of memory"
-    assert out["stage_ends"] == [{"stage": 1, "at_step": 20, "passed": True, "accuracy": 1.0}]
+    assert out["stage_ends"] == [{"stage": 1, "at_step": 20, "passed": True, "accuracy": 1.0},
+                                 {"stage": 2, "at_step": 40, "passed": False, "accuracy": 0.25, "wall_s": 12.5}]
     assert out["rewinds"] == [{"step": 30, "stage": 2, "fallen": [1], "to_step": 20, "lr": 1e-4}]
     assert out["last_check_per_size"] == [{"digits": 1, "step": 40, "accuracy": 0.5, "trials": 2, "plan_exact": 0.0},
                                           {"digits": 2, "step": 40, "accuracy": 0.25, "trials": 20}]

@@ -29,8 +29,8 @@ def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 
 def without_speed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What a run reports, less wall-clock speed."""
-    return [{k: v for k, v in r.items() if k != "episodes_per_s"} for r in records]
+    """What a run reports, less wall-clock speed and time."""
+    return [{k: v for k, v in r.items() if k not in ("episodes_per_s", "wall_s")} for r in records]
 
 
 def last_train(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -174,7 +174,7 @@ def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
 
 def train_records(run_dir: Path) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in ("episodes_per_s", "processes")} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("episodes_per_s", "wall_s", "processes")} for r in records]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ past what the threshold allows; a pass calls the full check at once."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from llamacpu.evaluate import evaluate
@@ -43,11 +44,14 @@ def test_failing_quick_check_runs_no_full_check(tmp_path: Path) -> None:
 def test_passing_quick_check_ends_the_stage_at_once(tmp_path: Path) -> None:
     config = small_run_config(train=small_train_config(max_digits=2, quick_every=3, threshold=0.0))
     trainer = make_trainer(tmp_path / "run", config)
+    started = time.perf_counter()
     trainer.run(max_steps=3)
     quick = _events(tmp_path / "run", "quick_check")[0]
     held_out = len(trainer.heldout.get(1))  # eval_trials of the held-out 1-digit pairs
     assert (quick["step"], quick["stage"], quick["evaluated"], quick["passed"]) == (3, 1, held_out, True)
     checks = _events(tmp_path / "run", "check")
     assert [(c["step"], c["digits"]) for c in checks] == [(3, 1)]  # the full check, called at once
-    assert _events(tmp_path / "run", "stage_end")[0]["at_step"] == 3
+    end = _events(tmp_path / "run", "stage_end")[0]
+    assert end["at_step"] == 3
+    assert 0 < end["wall_s"] < time.perf_counter() - started  # the run's own time to the stage, logged
     assert trainer.stage == 2
