@@ -599,8 +599,7 @@ class Trainer:
         """Train until every stage passed, a stage ran out of budget, ``max_steps`` in all, or a stop
         was requested (``stop_requested``: the step in flight finishes and is checkpointed)."""
         c = self.config
-        t0, n0 = time.perf_counter(), self.step
-        self.run_started = t0
+        self.run_started, n0 = time.perf_counter(), self.step  # episodes/s and a stage end's wall_s count from here
         if self.step == 0 and self.stage > 1 and ckpt.stage_start(self.run_dir, 0) is None:
             self._save_stage_start()  # a run begun past stage 1: the weights it began with
         while not self.done:
@@ -612,7 +611,7 @@ class Trainer:
             if self.on_step is not None and self.world.is_main:
                 self.on_step(self)
             if self.step % c.log_every == 0:
-                elapsed = time.perf_counter() - t0
+                elapsed = time.perf_counter() - self.run_started
                 record = {"event": "train", "step": self.step, "stage": self.stage, "tf": self.teacher_forcing(),
                           "lr": self.scheduler.get_last_lr()[0],
                           "episodes_per_s": (self.step - n0) * c.batch_size / max(elapsed, 1e-9),
