@@ -66,8 +66,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object: the filters and a 'traces' array")
     p.set_defaults(func=cmd_traces)
 
-    p = subparsers.add_parser("plot", help="draw a trace (attention, PC, OEU) or a run's learning curves")
+    p = subparsers.add_parser("plot", help="draw a trace (attention, PC, OEU) or a run's learning curves",
+                              description="Draw a trace, or a run's learning curves. Several runs, each "
+                              "continued from the one before (--set init_from), draw as one curve over "
+                              "all their steps.")
     p.add_argument("target", type=Path, metavar="TRACE.pt|RUN")
+    p.add_argument("more", type=Path, nargs="*", metavar="RUN",
+                   help="runs that went on from TARGET, in order: one curve, steps counted on")
     p.add_argument("-o", "--output", type=Path, metavar="FILE.png",
                    help="the figure: .png, .svg or .pdf, by the suffix (default: the target's name + .png)")
     p.set_defaults(func=cmd_plot)
@@ -340,7 +345,7 @@ def _short_path(path: Path) -> str:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from llamacpu.plots import save_run_plot, save_trace_plot
+    from llamacpu.plots import save_chain_plot, save_run_plot, save_trace_plot
     from llamacpu.trace import load_trace
 
     target: Path = args.target
@@ -350,7 +355,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in FORMATS:
         raise UsageError(f"-o {out}: write a {', '.join(FORMATS)} file")
     con = _console()
-    if target.is_dir():
+    if args.more:
+        not_runs = [str(r) for r in [target, *args.more] if not r.is_dir()]
+        if not_runs:
+            raise UsageError(f"{not_runs[0]}: not a run folder (several targets are a chain of runs)")
+        path, bad = save_chain_plot([target, *args.more], out)
+        if bad:
+            con.print(f"[yellow]skipped {bad} unreadable lines of metrics.jsonl[/]")
+    elif target.is_dir():
         path, bad = save_run_plot(target, out)
         if bad:
             con.print(f"[yellow]skipped {bad} unreadable lines of metrics.jsonl[/]")

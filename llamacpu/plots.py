@@ -180,6 +180,41 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], int]:
     return records, bad
 
 
+def _continued_from(run_dir: Path, records: list[dict[str, Any]]) -> float:
+    """The step a run's successor began from: its ``latest`` checkpoint's step (the weights
+    ``--set init_from`` takes), else the last step its metrics name."""
+    latest = run_dir / "latest"
+    if latest.is_file():
+        name = latest.read_text().strip()
+        digits = name.rsplit("-", 1)[-1]
+        if digits.isdigit():
+            return float(digits)
+    steps = [x for r in records for x in (_number(r.get("step")), _number(r.get("at_step"))) if x is not None]
+    return max(steps, default=0.0)
+
+
+def chain_records(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], list[tuple[float, str]], int]:
+    """The records of runs that each went on from the one before (``--set init_from``, as one
+    session's run goes on in the next), their steps counted on from it: each run's steps plus
+    the step its predecessor's weights were taken at. Returns the records, where each run began
+    ((step, folder name)) and how many lines were unreadable."""
+    out: list[dict[str, Any]] = []
+    starts: list[tuple[float, str]] = []
+    offset, bad = 0.0, 0
+    for run_dir in run_dirs:
+        records, b = read_metrics(run_dir)
+        bad += b
+        starts.append((offset, Path(run_dir).resolve().name))
+        for r in records:
+            r = dict(r)
+            for k in ("step", "at_step"):
+                if _number(r.get(k)) is not None:
+                    r[k] = r[k] + offset
+            out.append(r)
+        offset += _continued_from(Path(run_dir), records)
+    return out, starts, bad
+
+
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
@@ -196,23 +231,27 @@ def _quick_check_accuracy(record: dict[str, Any]) -> float | None:
     return 1.0 - failed / evaluated
 
 
-def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
-    """Each loss over training steps (log scale), and accuracy by stage and problem size."""
+def run_figure(records: list[dict[str, Any]], title: str, runs: list[tuple[float, str]] | None = None) -> Figure:
+    """Each loss over training steps (log scale), and accuracy by stage and problem size; with
+    ``runs`` (a chain's (first step, name) pairs, :func:`chain_records`) a line where each run began."""
     x_key = next((k for k in ("step", "training_step", "global_step") if any(k in r for r in records)), None)
     losses: dict[str, list[tuple[float, float]]] = defaultdict(list)
     accs: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    stage_starts: dict[int, float] = {}
+    stage_starts: list[tuple[int, float]] = []  # every start of a stage: a chain of runs may begin one again
     seen_stages: set[int] = set()
+    current: int | None = None
     for i, r in enumerate(records):
         x = _number(r.get(x_key)) if x_key else float(i)
         stage = r.get("stage")
         if isinstance(stage, int):
             seen_stages.add(stage)
             if r.get("event") == "stage_end" and _number(r.get("at_step")) is not None:
-                stage_starts[stage + 1] = float(r["at_step"])  # where the next stage began
+                current = stage + 1
+                stage_starts.append((current, float(r["at_step"])))  # where the next stage began
                 continue
-            if x is not None and stage not in stage_starts:
-                stage_starts[stage] = 0.0 if stage == 1 else x
+            if x is not None and stage != current:
+                current = stage
+                stage_starts.append((stage, 0.0 if stage == 1 and not stage_starts else x))
         if x is None:
             continue
         quick = _quick_check_accuracy(r)
@@ -228,7 +267,7 @@ def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
             elif "acc" in k.lower() or k.lower() in ("plan_exact", "from_target"):
                 label = k if "digits" not in r else f"{k}, {r['digits']} digit{'' if r['digits'] == 1 else 's'}"
                 accs[label].append((x, y))
-    stage_starts = {k: v for k, v in stage_starts.items() if k in seen_stages}
+    stage_starts = sorted({(k, v) for k, v in stage_starts if k in seen_stages}, key=lambda kv: (kv[1], kv[0]))
     if not losses and not accs:
         raise PlotError("metrics.jsonl holds no loss or accuracy figures to plot")
     fig = Figure(figsize=(14, 10), layout="constrained")
@@ -247,11 +286,19 @@ def run_figure(records: list[dict[str, Any]], title: str) -> Figure:
             ax.set_yscale("log")
         if not log:
             ax.set_ylim(-0.02, 1.02)
-        for stage, x in sorted(stage_starts.items()):  # labelled above the axes: no legend covers them
+        span = max((x for _, x in stage_starts), default=0.0) - min((x for _, x in stage_starts), default=0.0)
+        row, last = 0, None
+        for stage, x in stage_starts:  # labelled above the axes: no legend covers them
+            row = row + 1 if last is not None and x - last < 0.04 * span else 0  # near ones stacked
+            last = x
             ax.axvline(x, color="0.6", lw=0.8, ls=":")
-            ax.annotate(f"stage {stage}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, 2),
+            ax.annotate(f"stage {stage}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, 2 + 9 * (row % 3)),
                         textcoords="offset points", fontsize=8, color="0.3", va="bottom", ha="left")
-        ax.set_title(what, fontsize=9, color="0.3", loc="left", pad=14)
+        for x, name in (runs or [])[1:]:  # a chain's later runs, named inside the axes at the bottom
+            ax.axvline(x, color="#CC79A7", lw=1.0, ls="-", alpha=0.7)
+            ax.annotate(name, (x, 0.0), xycoords=("data", "axes fraction"), xytext=(2, 3), rotation=90,
+                        textcoords="offset points", fontsize=7, color="#CC79A7", va="bottom", ha="left")
+        ax.set_title(what, fontsize=9, color="0.3", loc="left", pad=32 if runs else 14)
         ax.set_xlabel(x_key or "record")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -295,4 +342,15 @@ def save_run_plot(run_dir: str | Path, path: str | Path) -> tuple[Path, int]:
     records, bad = read_metrics(run_dir)
     path = Path(path)
     run_figure(records, f"run {Path(run_dir).resolve().name}: learning curves").savefig(path, dpi=90)
+    return path, bad
+
+
+def save_chain_plot(run_dirs: list[str | Path], path: str | Path) -> tuple[Path, int]:
+    """Learning curves of runs that each went on from the one before (:func:`chain_records`) as
+    one curve over all their steps -> PNG, SVG or PDF; returns the path and the unreadable lines."""
+    records, starts, bad = chain_records(run_dirs)
+    path = Path(path)
+    names = [name for _, name in starts]
+    title = f"runs {names[0]} to {names[-1]}, each from the one before: learning curves over {len(names)} runs"
+    run_figure(records, title, runs=starts).savefig(path, dpi=90)
     return path, bad

@@ -169,3 +169,54 @@ def test_quick_checks_are_drawn_as_the_share_of_problems_not_failed():
     assert quick.get_marker() == "x" and quick.get_linestyle() == ":"
     assert quick.get_color() == lines["accuracy, 2 digits"].get_color()
     assert accuracy.get_shared_x_axes().joined(accuracy, losses)
+
+
+def test_a_chain_of_runs_counts_its_steps_on_from_each_runs_weights(tmp_path):
+    """Runs that each went on from the one before: the second's steps follow the step of the
+    first's latest checkpoint (the weights it started from), not its last logged step, and a
+    third without a ``latest`` is counted on from the second's last logged step."""
+    from llamacpu.plots import chain_records
+
+    first, second, third = tmp_path / "s1", tmp_path / "s2", tmp_path / "s3"
+    _metrics(first)
+    (first / "latest").write_text("ckpt-0000195\n")  # logged to 190, checkpointed at 195
+    second.mkdir()
+    (second / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"event": "train", "step": 10, "stage": 3, "loss_total": 0.5},
+        {"event": "stage_end", "stage": 3, "passed": True, "accuracy": 1.0, "at_step": 25},
+        {"event": "check", "step": 40, "stage": 4, "digits": 4, "accuracy": 0.5}]) + "\n")
+    third.mkdir()
+    (third / "metrics.jsonl").write_text(json.dumps({"event": "check", "step": 5, "stage": 4, "digits": 4,
+                                                     "accuracy": 1.0}) + "\n")
+    records, starts, bad = chain_records([first, second, third])
+    assert bad == 1
+    assert starts == [(0.0, "s1"), (195.0, "s2"), (235.0, "s3")]
+    assert [r["step"] for r in records if r.get("digits") == 4] == [235.0, 240.0]
+    assert [r["at_step"] for r in records if r.get("event") == "stage_end"] == [220.0]
+
+
+def test_plot_command_draws_a_chain_and_refuses_a_trace_in_one(trace, tmp_path, capsys):
+    _metrics(tmp_path / "s1")
+    _metrics(tmp_path / "s2")
+    out = tmp_path / "chain.png"
+    assert cli.main(["plot", str(tmp_path / "s1"), str(tmp_path / "s2"), "-o", str(out)]) == 0
+    assert imread(out).shape[1] > 800
+    assert "skipped 2 unreadable lines" in capsys.readouterr().out
+    path = save_trace(trace, tmp_path / "t.pt")
+    assert cli.main(["plot", str(tmp_path / "s1"), str(path), "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{path}: not a run folder (several targets are a chain of runs)")
+
+
+def test_a_chain_marks_every_start_of_a_stage_and_every_run(tmp_path):
+    """A run continued from stage 2's weights but begun at stage 1 again (no start_stage): the
+    chain's figure marks stage 1 twice, stage 2 twice, and the second run by its name."""
+    from llamacpu.plots import chain_records, run_figure
+
+    _metrics(tmp_path / "s1")  # stage 1 to step 90, stage 2 from 100
+    _metrics(tmp_path / "s2")
+    records, starts, _ = chain_records([tmp_path / "s1", tmp_path / "s2"])
+    fig = run_figure(records, "chain", runs=starts)
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    assert texts.count("stage 1") == 2 and texts.count("stage 2") == 2 and texts.count("s2") == 1
+    single = run_figure(chain_records([tmp_path / "s1"])[0], "one run")
+    assert sorted(t.get_text() for t in single.axes[1].texts) == ["stage 1", "stage 2"]
