@@ -16,6 +16,8 @@
 #   bash benchmarks/gpu_session.sh k 560       # .gpu1 (+ .gpu0): the tiny 1-4 digit curriculum with replay_per=problem alone, timed (BATCH, default 64;
 #                                              # COMPILE=MODE: each execute cycle compiled whole, compile_scope=cycle;
 #                                              # EXTRA="--lr 2e-3": more options, word by word)
+#   bash benchmarks/gpu_session.sh r 400       # .gpu1: tiny's 4-digit step under cudagraphs, its recording steps timed under
+#                                              # inductor settings (and profiled); then k with INDUCTOR="triton.X=False"
 #   bash benchmarks/gpu_session.sh q 560       # .gpu1: tiny's step (batch 64, 4 digits) eager and with each execute cycle
 #                                              # compiled (default, reduce-overhead), alone; then phase k under the faster
 #   bash benchmarks/gpu_session.sh e SECONDS   # .gpu1 + .gpu4 (search weights): search eval, seeds 1-2
@@ -163,11 +165,41 @@ k)  # session 34 (issue 13 item 3), a call of its own (.gpu1 only): the tiny pre
   R="$OUT/tiny-problem-b${BATCH:-64}"
   T0=$(date +%s)
   CC=(); [ -n "${COMPILE:-}" ] && CC=(--set compile="$COMPILE" --set compile_scope=cycle) && R="$R-$COMPILE"
-  [ -n "${EXTRA:-}" ] && R="$R-$(echo $EXTRA | tr -c 'A-Za-z0-9.=\n-' _)"
-  timeout $(( $(left) - 10 )) "${LLAMACPU[@]}" train --run "$R" --device cuda --no-traces \
+  # Session 40: letters, digits, '.', '_' and inner '-' only (the device returned nothing of a folder
+  # named "...---set_quick_every=5").
+  [ -n "${EXTRA:-}" ] && R="$R-$(echo $EXTRA | tr -c 'A-Za-z0-9.\n-' _ | sed 's/^-*//')"
+  # INDUCTOR="triton.X=False ...": torch._inductor.config entries set before the run (phase r's finding)
+  LL=("${LLAMACPU[@]}"); [ -n "${INDUCTOR:-}" ] && LL=(python3 -c "import sys, runpy, torch._inductor.config as c
+for kv in '$INDUCTOR'.split(): k, v = kv.split('='); o = c.triton if k.startswith('triton.') else c; setattr(o, k.split('.')[-1], eval(v))
+sys.argv[0] = 'llamacpu'; runpy.run_module('llamacpu.cli', run_name='__main__')") && R="$R-ind"
+  timeout $(( $(left) - 10 )) "${LL[@]}" train --run "$R" --device cuda --no-traces \
     --quiet --checkpoint-every 1000 --max-digits 4 --batch-size "${BATCH:-64}" --set replay_per=problem "${CC[@]}" \
     ${EXTRA:-} > "$R.log" 2>&1
   echo "wall $(( $(date +%s) - T0 )) s" | tee -a "$R.log"; tail -15 "$R.log"; rm -rf "$R"/ckpt-* "$R"/stage-start ;;
+r)  # session 40 (issue 13 item 3), a call of its own (.gpu1): where a CUDA graph recording's time
+  # goes. Session 38's step benchmark took 20.5 s for its first step (trace, the trees' warm-up) and
+  # 17.5 s for its second (recording about 36 graphs) against 0.16 s after; session 40's curriculum
+  # under cudagraphs (120.8 s, eager's 123 s) spent about 58 s on such steps. The same benchmark
+  # under each setting: as it is (its warm-up steps profiled), without the trees' slow-path memory
+  # asserts, without their warm-up run, with torch.cuda.empty_cache (before every capture) a no-op.
+  install_small || exit 1
+  B=(python3 benchmarks/train_throughput.py --controllers tiny --digits 4 --batch-sizes 64 --steps 5 --warmup 3
+     --device cuda --no-flops --compile cudagraphs --compile-scope cycle)
+  for c in base asserts warmup cache all; do
+    X=(); case $c in
+      base) X=(--profile "$OUT/prof") ;;
+      asserts) X=(--inductor triton.slow_path_cudagraph_asserts=False) ;;
+      warmup) X=(--inductor triton.skip_cudagraph_warmup=True) ;;
+      cache) X=(--no-empty-cache) ;;
+      all) X=(--inductor triton.slow_path_cudagraph_asserts=False --inductor triton.skip_cudagraph_warmup=True --no-empty-cache) ;;
+    esac
+    [ "$(left)" -ge 70 ] || { echo "$c: skipped, $(left) s left"; continue; }
+    timeout $(( $(left) - 5 )) "${B[@]}" "${X[@]}" --json "$OUT/tiny_b64_d4_cudagraphs_$c.json" > "$OUT/rec_$c.log" 2>&1
+    echo "$c: rc $?"; python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]
+print("  warm-up", [round(t, 2) for t in r["warmup_s"]], "s; step", round(r["s_per_step"], 4), "s")' \
+      "$OUT/tiny_b64_d4_cudagraphs_$c.json" 2>/dev/null || tail -3 "$OUT/rec_$c.log"
+  done
+  rm -f "$OUT"/prof/*.prof ;;  # the .txt summaries come back (the .prof files are several MB)
 q)  # session 35 (issue 13 item 3), a call of its own (.gpu1 only): tiny's training step is the
   # host's operator calls (0.27 s a step, 22 % of it kernels), so each execute cycle is compiled
   # whole, forward and backward (compile_scope=cycle). The step alone, eager and compiled, with
@@ -272,15 +304,21 @@ b)  # issue 13 item 1: SmolLM2 with the BOS token (the default now) continued fr
   CONT=(--cpu smollm2 --max-digits 4 --checkpoint-every 50 --batch-size 128 --set start_stage="${STAGE:-2}"
         --set rewinds=2 --set recompute=true --set replay_per="${REPLAY_PER:-problem}")
   [ -d "$KEEP/smollm2-init" ] && train smollm2-em "${CONT[@]}" --set init_from="$KEEP/smollm2-init" --end-marker
-  train smollm2-noem "${CONT[@]}" --set init_from="$NOEM_INIT"
+  # Session 40: the run without the marker passed stage 4 (the curriculum is done), so it runs
+  # again only where its weights came (phase w with .gpux)
+  [ -d "$NOEM_INIT" ] && train smollm2-noem "${CONT[@]}" --set init_from="$NOEM_INIT"
   # Issue 13 item 2 with PHR=1: SmolLM2 on the trained phrasings with the BOS token (session 26's
   # run lacked it: stage 1 not passed by step 573), from the general CPU's OEU as then; its weights
   # come back with the others and are evaluated on both phrasing sets (phase 4, or on the CPU).
   # Session 37 ran it (113 steps, 7 % at 1 digit); its weights come back as .gpu9 (phase w).
+  # Session 40 continued it from step 113: stage 1 passed at step 150, and the 2-digit stage then
+  # took the 1-digit plans into its layout (64 % at 1 digit by step 237). From its step-237 weights
+  # (.gpu9) it goes on as the curriculum run did through its stages: batch 128 (PHR_BATCH) and the
+  # forgetting guard, stage 1 again first so that the guard's start holds 1 digit.
   if [ "${PHR:-0}" = 1 ]; then
     PHR_INIT=llamacpu/runs/general-cpu; [ -d "$KEEP/smollm2-phr-init" ] && PHR_INIT="$KEEP/smollm2-phr-init"
-    train smollm2-phr --cpu smollm2 --phrasings trained --max-digits 2 --checkpoint-every 50 --batch-size 64 \
-      --set init_from="$PHR_INIT" --set recompute=true
+    train smollm2-phr --cpu smollm2 --phrasings trained --max-digits 2 --checkpoint-every 50 --batch-size "${PHR_BATCH:-128}" \
+      --set init_from="$PHR_INIT" --set recompute=true --set rewinds=2
   fi
   # Issue 13 item 4 where bitsandbytes' pieces came (phase s with .gpu3 and .gpu7): the original
   # recipe (NF4 base, bf16 compute, LoRA, 8-bit AdamW) at 1 digit with the BOS token, which every

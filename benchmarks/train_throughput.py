@@ -29,12 +29,15 @@ writable).
 from __future__ import annotations
 
 import argparse
+import ast
 import concurrent.futures
+import cProfile
 import dataclasses
 import json
 import multiprocessing
 import os
 import platform
+import pstats
 import resource
 import statistics
 import sys
@@ -152,12 +155,72 @@ def bench_configs(controller: str, folder_4bit: str | None, compute: str = "auto
             TrainConfig(lr=DEFAULT_LR, lora_lr=DEFAULT_LORA_LR, optimizer="adamw8bit"))
 
 
+def parse_inductor(items: list[str]) -> dict[str, Any]:
+    """``--inductor NAME=VALUE`` options as {dotted name: value}, each name an existing entry of
+    ``torch._inductor.config`` (``triton.slow_path_cudagraph_asserts=False``), each value a Python
+    literal; anything else is a ValueError that names it."""
+    if not items:
+        return {}
+    import torch._inductor.config as inductor_config
+
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--inductor {item!r}: expected NAME=VALUE")
+        owner: Any = inductor_config
+        *path, leaf = name.split(".")
+        for part in path:
+            owner = getattr(owner, part, None)
+        if owner is None or not hasattr(owner, leaf):
+            raise ValueError(f"--inductor {item!r}: torch._inductor.config has no {name}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"--inductor {item!r}: {text!r} is not a Python literal") from None
+        out[name] = value
+    return out
+
+
+def apply_inductor(settings: dict[str, Any]) -> None:
+    """Set ``torch._inductor.config`` entries in this process (names as :func:`parse_inductor` gives them)."""
+    import torch._inductor.config as inductor_config
+
+    for name, value in settings.items():
+        owner: Any = inductor_config
+        *path, leaf = name.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, leaf, value)
+
+
+def profiled(fn, path: Path) -> Any:
+    """``fn()`` under cProfile: the statistics to ``path`` (.prof) and the 40 calls of most
+    cumulative time beside it (.txt)."""
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(fn)
+    finally:
+        profile.dump_stats(path)
+        with open(path.with_suffix(".txt"), "w") as f:
+            pstats.Stats(profile, stream=f).sort_stats("cumulative").print_stats(40)
+
+
 def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, threads: int,
             device: str, folder_4bit: str | None, compute: str = "auto", autocast: str = "auto",
             task: str = "add", recompute: bool = False, count_flops: bool = True,
-            compile_mode: str = "", compile_scope: str = "layers") -> dict[str, Any]:
-    """One (controller, digits) row; runs in its own process."""
+            compile_mode: str = "", compile_scope: str = "layers", inductor: dict[str, Any] | None = None,
+            profile_dir: str | None = None, no_empty_cache: bool = False) -> dict[str, Any]:
+    """One (controller, digits) row; runs in its own process. ``inductor``: torch._inductor.config
+    entries set first; ``profile_dir``: each warm-up step under cProfile, written there;
+    ``no_empty_cache``: torch.cuda.empty_cache does nothing in this process (torch.cuda.graph
+    calls it before every capture), to see what that costs a recording."""
     import torch
+
+    if inductor:
+        apply_inductor(inductor)
+    if no_empty_cache:
+        torch.cuda.empty_cache = lambda: None
 
     from llamacpu import checkpoint as ckpt
     from llamacpu.train import Trainer, config_dict
@@ -190,7 +253,11 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
             if i == warmup:
                 reset = _reset_peak_rss()
             start = time.perf_counter()
-            stats = trainer.train_step()  # ends with float(loss): the device has finished
+            if profile_dir and i < warmup:  # the warm-up steps hold the compilation and the recordings
+                tag = f"{controller}-d{digits}-warmup{i}"
+                stats = profiled(trainer.train_step, Path(profile_dir) / f"{tag}.prof")
+            else:
+                stats = trainer.train_step()  # ends with float(loss): the device has finished
             elapsed = time.perf_counter() - start
             if i >= warmup:
                 times.append(elapsed)
@@ -213,6 +280,7 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
         "load_in_4bit": cc.load_in_4bit, "compute_dtype_4bit": ",".join(sorted(dtypes)) or None,
         "optimizer": train.optimizer, "task": task, "recompute": recompute, "compile": compile_mode or None,
         "compile_scope": compile_scope if compile_mode else None,
+        "inductor": inductor or None, "no_empty_cache": no_empty_cache or None,
         "batch_size": batch, "digits": digits, "window": window, "steps_timed": steps, "warmup": warmup,
         "warmup_s": warmup_times,
         "s_per_step": s_step, "s_per_step_min": min(times), "s_per_step_max": max(times),
@@ -327,6 +395,14 @@ def main() -> None:
                     "or each execute cycle whole")
     ap.add_argument("--no-flops", action="store_true",
                     help="skip the extra step under torch's FLOP counter (it holds every activation: no MFU column)")
+    ap.add_argument("--inductor", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a torch._inductor.config entry in each measured process, e.g. "
+                    "triton.slow_path_cudagraph_asserts=False (again for more)")
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="cProfile each warm-up step (the compilation and CUDA graph recordings) into DIR")
+    ap.add_argument("--no-empty-cache", action="store_true",
+                    help="torch.cuda.empty_cache does nothing while measuring (CUDA graph captures call it "
+                    "each time): an experiment on what a recording costs")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
 
@@ -349,8 +425,11 @@ def main() -> None:
 
     try:  # the combination TrainConfig refuses, refused here in one line, before any worker starts
         TrainConfig(recompute=args.recompute, compile=args.compile, compile_scope=args.compile_scope)
-    except RunError as e:
+        inductor = parse_inductor(args.inductor)
+    except (RunError, ValueError) as e:
         raise SystemExit(str(e)) from None
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     if args.device.startswith("cuda"):
         import torch
 
@@ -372,7 +451,8 @@ def main() -> None:
                 with console.status(what):
                     row = run_isolated(measure, c, batch[c], d, steps[c], warmup[c], threads, args.device, str(folder),
                                        args.compute_dtype, args.autocast, args.task, args.recompute,
-                                       not args.no_flops, args.compile, args.compile_scope)
+                                       not args.no_flops, args.compile, args.compile_scope, inductor,
+                                       str(args.profile) if args.profile else None, args.no_empty_cache)
                 rows.append(row)
                 console.log(f"{c} {d}d: {row['s_per_step']:.3f} s/step (min {row['s_per_step_min']:.3f}, "
                             f"max {row['s_per_step_max']:.3f}), {row['episodes_per_s']:.2f} episodes/s, "

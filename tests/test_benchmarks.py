@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -133,3 +134,39 @@ def test_the_step_benchmark_refuses_what_a_run_refuses_in_one_line() -> None:
     assert proc.returncode != 0
     assert proc.stderr.strip() == ("compile='cudagraphs' needs compile_scope='cycle': a compiled layer takes Python "
                                    "floats as CPU tensors, and a graph with a CPU input is never captured as a CUDA graph")
+
+
+def test_the_step_benchmark_names_a_wrong_inductor_setting_in_one_line() -> None:
+    """``--inductor`` takes existing torch._inductor.config entries with literal values; anything
+    else ends the benchmark before any worker starts, naming the entry."""
+    import subprocess
+
+    script = Path(__file__).parents[1] / "benchmarks" / "train_throughput.py"
+    for setting, message in [("triton.no_such_entry=1", "torch._inductor.config has no triton.no_such_entry"),
+                             ("triton.slow_path_cudagraph_asserts", "expected NAME=VALUE"),
+                             ("triton.slow_path_cudagraph_asserts=maybe", "'maybe' is not a Python literal")]:
+        proc = subprocess.run([sys.executable, str(script), "--controllers", "tiny", "--no-flops", "--inductor", setting],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0
+        assert proc.stderr.strip() == f"--inductor {setting!r}: {message}"
+
+
+def test_the_step_benchmark_profiles_its_warm_up_steps_under_inductor_settings(tmp_path) -> None:
+    """One tiny step on the CPU with an inductor setting and ``--profile``: each warm-up step's
+    cProfile statistics (the train step among their calls) and the setting in the JSON row."""
+    import pstats
+    import subprocess
+
+    script = Path(__file__).parents[1] / "benchmarks" / "train_throughput.py"
+    out = tmp_path / "row.json"
+    proc = subprocess.run([sys.executable, str(script), "--controllers", "tiny", "--batch-sizes", "4", "--steps", "1",
+                           "--warmup", "1", "--threads", "1", "--no-flops", "--profile", str(tmp_path / "prof"),
+                           "--inductor", "triton.slow_path_cudagraph_asserts=False", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())["results"][0]
+    assert row["inductor"] == {"triton.slow_path_cudagraph_asserts": False}
+    assert row["no_empty_cache"] is None and len(row["warmup_s"]) == 1
+    stats = pstats.Stats(str(tmp_path / "prof" / "tiny-d1-warmup0.prof"))
+    assert any(name == "train_step" for (_, _, name) in stats.stats)  # type: ignore[attr-defined]
+    assert "train_step" in (tmp_path / "prof" / "tiny-d1-warmup0.txt").read_text()
