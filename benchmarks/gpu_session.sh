@@ -199,7 +199,8 @@ r)  # session 40 (issue 13 item 3), a call of its own (.gpu1): where a CUDA grap
 print("  warm-up", [round(t, 2) for t in r["warmup_s"]], "s; step", round(r["s_per_step"], 4), "s")' \
       "$OUT/tiny_b64_d4_cudagraphs_$c.json" 2>/dev/null || tail -3 "$OUT/rec_$c.log"
   done
-  rm -f "$OUT"/prof/*.prof ;;  # the .txt summaries come back (the .prof files are several MB)
+  rm -f "$OUT"/prof/*.prof ;;  # the .txt summaries come back (the .prof files are several MB): the warm-up
+  # steps (trace, warm-up, recording) and one step after the timed ones (what a replayed step does on the host)
 q)  # session 35 (issue 13 item 3), a call of its own (.gpu1 only): tiny's training step is the
   # host's operator calls (0.27 s a step, 22 % of it kernels), so each execute cycle is compiled
   # whole, forward and backward (compile_scope=cycle). The step alone, eager and compiled, with

@@ -212,7 +212,8 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
             compile_mode: str = "", compile_scope: str = "layers", inductor: dict[str, Any] | None = None,
             profile_dir: str | None = None, no_empty_cache: bool = False) -> dict[str, Any]:
     """One (controller, digits) row; runs in its own process. ``inductor``: torch._inductor.config
-    entries set first; ``profile_dir``: each warm-up step under cProfile, written there;
+    entries set first; ``profile_dir``: each warm-up step, and one more step after the timed
+    ones, under cProfile, written there;
     ``no_empty_cache``: torch.cuda.empty_cache does nothing in this process (torch.cuda.graph
     calls it before every capture), to see what that costs a recording."""
     import torch
@@ -265,6 +266,8 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
             else:
                 warmup_times.append(elapsed)  # with --compile, the first holds the compilation
         train_rss = _rss_mib("VmHWM") if reset else None
+        if profile_dir:  # one more step, untimed, under cProfile: where a step's time goes once recorded
+            profiled(trainer.train_step, Path(profile_dir) / f"{controller}-d{digits}-steady.prof")
         load_after = load_average()
         flops = step_flops(trainer) if count_flops else None
     s_step = statistics.median(times)
@@ -399,7 +402,8 @@ def main() -> None:
                     help="set a torch._inductor.config entry in each measured process, e.g. "
                     "triton.slow_path_cudagraph_asserts=False (again for more)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                    help="cProfile each warm-up step (the compilation and CUDA graph recordings) into DIR")
+                    help="cProfile each warm-up step (the compilation and CUDA graph recordings), and one more "
+                    "step after the timed ones, into DIR")
     ap.add_argument("--no-empty-cache", action="store_true",
                     help="torch.cuda.empty_cache does nothing while measuring (CUDA graph captures call it "
                     "each time): an experiment on what a recording costs")

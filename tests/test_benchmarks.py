@@ -153,7 +153,8 @@ def test_the_step_benchmark_names_a_wrong_inductor_setting_in_one_line() -> None
 
 def test_the_step_benchmark_profiles_its_warm_up_steps_under_inductor_settings(tmp_path) -> None:
     """One tiny step on the CPU with an inductor setting and ``--profile``: each warm-up step's
-    cProfile statistics (the train step among their calls) and the setting in the JSON row."""
+    cProfile statistics and one more step's after the timed ones (the train step among their
+    calls), and the setting in the JSON row."""
     import pstats
     import subprocess
 
@@ -170,3 +171,4 @@ def test_the_step_benchmark_profiles_its_warm_up_steps_under_inductor_settings(t
     stats = pstats.Stats(str(tmp_path / "prof" / "tiny-d1-warmup0.prof"))
     assert any(name == "train_step" for (_, _, name) in stats.stats)  # type: ignore[attr-defined]
     assert "train_step" in (tmp_path / "prof" / "tiny-d1-warmup0.txt").read_text()
+    assert "train_step" in (tmp_path / "prof" / "tiny-d1-steady.txt").read_text()  # one step past the timed ones
