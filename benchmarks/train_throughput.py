@@ -155,42 +155,40 @@ def bench_configs(controller: str, folder_4bit: str | None, compute: str = "auto
             TrainConfig(lr=DEFAULT_LR, lora_lr=DEFAULT_LORA_LR, optimizer="adamw8bit"))
 
 
+def _inductor_entry(name: str) -> tuple[Any, str] | None:
+    """The object that holds ``torch._inductor.config``'s dotted entry ``name`` and the entry's
+    own name, or None where there is no such entry."""
+    import torch._inductor.config as inductor_config
+
+    owner: Any = inductor_config
+    *path, leaf = name.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+    return (owner, leaf) if owner is not None and hasattr(owner, leaf) else None
+
+
 def parse_inductor(items: list[str]) -> dict[str, Any]:
     """``--inductor NAME=VALUE`` options as {dotted name: value}, each name an existing entry of
     ``torch._inductor.config`` (``triton.slow_path_cudagraph_asserts=False``), each value a Python
     literal; anything else is a ValueError that names it."""
-    if not items:
-        return {}
-    import torch._inductor.config as inductor_config
-
     out: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
         if not sep:
             raise ValueError(f"--inductor {item!r}: expected NAME=VALUE")
-        owner: Any = inductor_config
-        *path, leaf = name.split(".")
-        for part in path:
-            owner = getattr(owner, part, None)
-        if owner is None or not hasattr(owner, leaf):
+        if _inductor_entry(name) is None:
             raise ValueError(f"--inductor {item!r}: torch._inductor.config has no {name}")
         try:
-            value = ast.literal_eval(text)
+            out[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             raise ValueError(f"--inductor {item!r}: {text!r} is not a Python literal") from None
-        out[name] = value
     return out
 
 
 def apply_inductor(settings: dict[str, Any]) -> None:
     """Set ``torch._inductor.config`` entries in this process (names as :func:`parse_inductor` gives them)."""
-    import torch._inductor.config as inductor_config
-
     for name, value in settings.items():
-        owner: Any = inductor_config
-        *path, leaf = name.split(".")
-        for part in path:
-            owner = getattr(owner, part)
+        owner, leaf = _inductor_entry(name)  # type: ignore[misc]  # parse_inductor checked it exists
         setattr(owner, leaf, value)
 
 
@@ -213,9 +211,9 @@ def measure(controller: str, batch: int, digits: int, steps: int, warmup: int, t
             profile_dir: str | None = None, no_empty_cache: bool = False) -> dict[str, Any]:
     """One (controller, digits) row; runs in its own process. ``inductor``: torch._inductor.config
     entries set first; ``profile_dir``: each warm-up step, and one more step after the timed
-    ones, under cProfile, written there;
-    ``no_empty_cache``: torch.cuda.empty_cache does nothing in this process (torch.cuda.graph
-    calls it before every capture), to see what that costs a recording."""
+    ones, under cProfile, written there; ``no_empty_cache``: torch.cuda.empty_cache does nothing
+    in this process (torch.cuda.graph calls it before every capture), to see what that costs a
+    recording."""
     import torch
 
     if inductor:
