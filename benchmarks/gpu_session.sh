@@ -168,10 +168,12 @@ k)  # session 34 (issue 13 item 3), a call of its own (.gpu1 only): the tiny pre
   # Session 40: letters, digits, '.', '_' and inner '-' only (the device returned nothing of a folder
   # named "...---set_quick_every=5").
   [ -n "${EXTRA:-}" ] && R="$R-$(echo $EXTRA | tr -c 'A-Za-z0-9.\n-' _ | sed 's/^-*//')"
-  # INDUCTOR="triton.X=False ...": torch._inductor.config entries set before the run (phase r's finding)
-  LL=("${LLAMACPU[@]}"); [ -n "${INDUCTOR:-}" ] && LL=(python3 -c "import sys, runpy, torch._inductor.config as c
-for kv in '$INDUCTOR'.split(): k, v = kv.split('='); o = c.triton if k.startswith('triton.') else c; setattr(o, k.split('.')[-1], eval(v))
-sys.argv[0] = 'llamacpu'; runpy.run_module('llamacpu.cli', run_name='__main__')") && R="$R-ind"
+  # INDUCTOR="triton.X=False ...": torch._inductor.config entries set before the run (phase r's
+  # finding), checked and set by the step benchmark's own parse_inductor and apply_inductor
+  LL=("${LLAMACPU[@]}"); [ -n "${INDUCTOR:-}" ] && LL=(python3 -c "import sys, runpy
+sys.path.insert(0, 'benchmarks'); from train_throughput import apply_inductor, parse_inductor
+apply_inductor(parse_inductor(sys.argv[1].split())); sys.argv = ['llamacpu', *sys.argv[2:]]
+runpy.run_module('llamacpu.cli', run_name='__main__')" "$INDUCTOR") && R="$R-ind"
   timeout $(( $(left) - 10 )) "${LL[@]}" train --run "$R" --device cuda --no-traces \
     --quiet --checkpoint-every 1000 --max-digits 4 --batch-size "${BATCH:-64}" --set replay_per=problem "${CC[@]}" \
     ${EXTRA:-} > "$R.log" 2>&1

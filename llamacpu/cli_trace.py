@@ -355,18 +355,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in FORMATS:
         raise UsageError(f"-o {out}: write a {', '.join(FORMATS)} file")
     con = _console()
+    bad = 0  # unreadable lines of metrics.jsonl
     if args.more:
         not_runs = [str(r) for r in [target, *args.more] if not r.is_dir()]
         if not_runs:
             raise UsageError(f"{not_runs[0]}: not a run folder (several targets are a chain of runs)")
         path, bad = save_chain_plot([target, *args.more], out)
-        if bad:
-            con.print(f"[yellow]skipped {bad} unreadable lines of metrics.jsonl[/]")
     elif target.is_dir():
         path, bad = save_run_plot(target, out)
-        if bad:
-            con.print(f"[yellow]skipped {bad} unreadable lines of metrics.jsonl[/]")
     else:
         path = save_trace_plot(load_trace(target), out)
+    if bad:
+        con.print(f"[yellow]skipped {bad} unreadable lines of metrics.jsonl[/]")
     con.print(f"wrote {path}")
     return 0
